@@ -1,0 +1,53 @@
+"""amplify_ros: one ament_python package holding amplify_core (the method), amplify_ros (ROS 2 nodes)
+and training (the offline commands). Works with `colcon build` in a ROS 2 workspace and with
+`pip install -e .` in a plain virtual environment (scripts/setup_env.sh).
+"""
+
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+PACKAGE = "amplify_ros"
+
+
+def share_files(folder):
+    """(destination, files) pairs that mirror ``folder`` under share/amplify_ros/."""
+    out = []
+    for root, _, files in os.walk(folder):
+        files = [os.path.join(root, f) for f in files if not f.startswith(".")]
+        if files:
+            out.append((os.path.join("share", PACKAGE, root), files))
+    return out
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=["amplify_core", "amplify_core.*", "amplify_ros", "amplify_ros.*",
+                                    "training", "training.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        *share_files("launch"),
+        *share_files("config"),
+        *share_files("urdf"),
+    ],
+    # Python dependencies are deliberately NOT listed here: on the robot they come from rosdep
+    # (package.xml), in the project's venv from requirements/*.txt (pinned, torch CPU-safe).
+    install_requires=["setuptools"],
+    extras_require={},
+    zip_safe=False,
+    python_requires=">=3.10",
+    maintainer="amplify_ros maintainers",
+    maintainer_email="amplify-ros@example.com",
+    description="AMPLIFY actionless motion priors for a UR5 with three cameras on ROS 2",
+    license="MIT",
+    entry_points={
+        "console_scripts": [
+            "amplify-preprocess = training.preprocess_tracks:main",
+            "amplify-benchmark-tracking = training.benchmark_tracking:main",
+            "amplify-demo-tracks = training.demo_tracks:main",
+        ],
+    },
+)

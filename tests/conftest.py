@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+
+from amplify_core.episodes import Episode, write_episode
+from amplify_core.samples import MovingSquare
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running test, excluded from the default run (-m slow)")
+
+
+def make_episode(num_frames=20, size=64, views=("front", "side"), fps=20.0, actions=True, seed=0):
+    frames = {v: MovingSquare(size=size, num_frames=num_frames, half_side=size / 4, seed=seed + i).video()
+              for i, v in enumerate(views)}
+    rng = np.random.default_rng(seed)
+    return Episode(
+        frames=frames, task="put the red block in the bowl", embodiment="robot" if actions else "human", fps=fps,
+        state=rng.normal(size=(num_frames, 7)).astype(np.float32) if actions else None,
+        actions=rng.normal(size=(num_frames, 7)).astype(np.float32) if actions else None,
+        state_names=[f"q{i}" for i in range(7)] if actions else (),
+        action_names=["x", "y", "z", "rx", "ry", "rz", "gripper"] if actions else (),
+    )
+
+
+@pytest.fixture
+def episode_factory():
+    return make_episode
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A directory with three small valid episodes."""
+    for i in range(3):
+        write_episode(tmp_path / f"ep_{i:03d}.h5", make_episode(num_frames=18, seed=i))
+    return tmp_path

@@ -1,0 +1,101 @@
+import h5py
+import numpy as np
+import pytest
+
+from amplify_core.episodes import (
+    SCHEMA_VERSION, Episode, EpisodeError, EpisodeReader, list_episodes, read_episode, tracks_path, write_episode,
+)
+
+
+def test_round_trip_keeps_every_field(tmp_path, episode_factory):
+    ep = episode_factory(num_frames=12, views=("front", "side", "corner"))
+    path = write_episode(tmp_path / "a.h5", ep)
+    back = read_episode(path)
+    assert back.views == ["front", "side", "corner"]
+    for v in ep.views:
+        np.testing.assert_array_equal(back.frames[v], ep.frames[v])
+    np.testing.assert_allclose(back.state, ep.state)
+    np.testing.assert_allclose(back.actions, ep.actions)
+    assert (back.task, back.embodiment, back.fps) == (ep.task, "robot", 20.0)
+    assert list(back.action_names) == list(ep.action_names)
+    with h5py.File(path) as f:
+        assert f.attrs["schema_version"] == SCHEMA_VERSION
+
+
+def test_human_episode_has_no_actions(tmp_path, episode_factory):
+    path = write_episode(tmp_path / "h.h5", episode_factory(actions=False))
+    with EpisodeReader(path) as r:
+        assert r.embodiment == "human" and not r.has_actions and r.actions() is None
+
+
+def test_existing_episode_is_never_overwritten(tmp_path, episode_factory):
+    path = write_episode(tmp_path / "a.h5", episode_factory(seed=1))
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="a.h5"):
+        write_episode(path, episode_factory(seed=2))
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("frames, message", [
+    (np.zeros((5, 32, 32, 3), np.float32), "uint8"),
+    (np.zeros((5, 32, 32), np.uint8), "shape"),
+    (np.zeros((5, 32, 32, 4), np.uint8), "3 colour channels"),
+    (np.zeros((0, 32, 32, 3), np.uint8), "no frames"),
+])
+def test_bad_frames_are_refused_with_the_file_and_view_named(tmp_path, frames, message):
+    ep = Episode(frames={"front": frames}, task="t", embodiment="robot", fps=20)
+    with pytest.raises(EpisodeError, match=message) as info:
+        write_episode(tmp_path / "bad.h5", ep)
+    assert "bad.h5" in str(info.value) and "front" in str(info.value)
+    assert not (tmp_path / "bad.h5").exists()
+
+
+def test_bad_metadata_is_refused(tmp_path, episode_factory):
+    ep = episode_factory()
+    ep.embodiment = "robot-arm"
+    with pytest.raises(EpisodeError, match="embodiment"):
+        write_episode(tmp_path / "x.h5", ep)
+    ep = episode_factory()
+    ep.actions = ep.actions[:-1]
+    with pytest.raises(EpisodeError, match="robot/actions"):
+        write_episode(tmp_path / "x.h5", ep)
+    ep = episode_factory()
+    ep.state[3, 2] = np.nan
+    with pytest.raises(EpisodeError, match="NaN"):
+        write_episode(tmp_path / "x.h5", ep)
+
+
+def test_unknown_view_names_the_available_ones(tmp_path, episode_factory):
+    path = write_episode(tmp_path / "a.h5", episode_factory())
+    with EpisodeReader(path) as r, pytest.raises(EpisodeError, match=r"no view 'wrist'.*\['front', 'side'\]"):
+        r.frames("wrist")
+
+
+def test_truncated_and_foreign_files_raise_episode_error(tmp_path, episode_factory):
+    good = write_episode(tmp_path / "a.h5", episode_factory())
+    truncated = tmp_path / "t.h5"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    not_hdf5 = tmp_path / "n.h5"
+    not_hdf5.write_text("hello")
+    foreign = tmp_path / "f.h5"
+    with h5py.File(foreign, "w") as f:
+        f["data"] = np.zeros(3)
+    for path, message in ((truncated, "t.h5"), (not_hdf5, "not a readable HDF5"), (foreign, "schema_version")):
+        with pytest.raises(EpisodeError, match=message):
+            read_episode(path)
+
+
+def test_newer_schema_version_is_refused(tmp_path, episode_factory):
+    path = write_episode(tmp_path / "a.h5", episode_factory())
+    with h5py.File(path, "a") as f:
+        f.attrs["schema_version"] = SCHEMA_VERSION + 1
+    with pytest.raises(EpisodeError, match="not supported"):
+        EpisodeReader(path)
+
+
+def test_listing_ignores_sidecars_and_partial_writes(tmp_path, episode_factory):
+    a = write_episode(tmp_path / "a.h5", episode_factory())
+    tracks_path(a).write_text("x")
+    (tmp_path / "b.h5.partial").write_text("x")
+    assert list_episodes(tmp_path) == [a]
+    assert tracks_path(a).name == "a.tracks.h5"

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from amplify_core.tracks import (
+    NUM_CLASSES, class_to_displacement, class_to_velocity, denormalize, grid_points, integrate_velocities,
+    normalize, resample_tracks, source_horizon, velocities, velocity_to_class,
+)
+
+
+def test_grid_is_uniform_and_symmetric_in_normalised_space():
+    g = grid_points(128, 128)
+    assert g.shape == (400, 2)
+    n = normalize(g, 128, 128)
+    np.testing.assert_allclose(np.unique(n[:, 0]), np.linspace(-0.95, 0.95, 20), atol=1e-6)
+    np.testing.assert_allclose(g[1] - g[0], [6.4, 0.0], atol=1e-5)  # row-major, 128 / 20 px apart
+
+
+def test_normalise_puts_image_edges_at_plus_minus_one_and_inverts():
+    px = np.array([[-0.5, -0.5], [127.5, 63.5], [63.5, 31.5]], np.float32)
+    np.testing.assert_allclose(normalize(px, 64, 128), [[-1, -1], [1, 1], [0, 0]], atol=1e-6)
+    pts = np.random.default_rng(0).uniform(0, 100, (50, 2)).astype(np.float32)
+    np.testing.assert_allclose(denormalize(normalize(pts, 90, 120), 90, 120), pts, atol=1e-4)
+
+
+def test_label_round_trip_class_to_displacement_to_class_is_identity():
+    classes = np.arange(NUM_CLASSES)
+    np.testing.assert_array_equal(velocity_to_class(class_to_velocity(classes)), classes)
+    disp = class_to_displacement(classes)
+    assert disp.min() == -7 and disp.max() == 7
+    assert tuple(class_to_displacement(112)) == (0, 0)  # the centre means no motion
+    assert tuple(class_to_displacement(224)) == (7, 7)
+    assert tuple(class_to_displacement(0)) == (-7, -7)
+    assert tuple(class_to_displacement(8)) == (1, -7)  # row-major: x varies fastest
+
+
+def test_labels_round_and_clamp_pixel_displacements():
+    px_per_unit = 128 / 2
+    v = np.array([[0.4, -0.6], [2.6, 0.0], [30.0, -12.0], [-7.49, 7.51]]) / px_per_unit
+    np.testing.assert_array_equal(class_to_displacement(velocity_to_class(v)),
+                                  [[0, -1], [3, 0], [7, -7], [-7, 7]])
+
+
+def test_bad_class_index_is_an_error():
+    with pytest.raises(ValueError, match="225"):
+        class_to_displacement(np.array([3, 225]))
+
+
+def test_source_horizon_keeps_point_eight_seconds():
+    assert source_horizon(20) == 16
+    assert source_horizon(5) == 4  # BridgeData: 4 frames interpolated to 16 (paper D.4)
+    assert source_horizon(30) == 24
+    assert source_horizon(10) == 8
+
+
+def test_cubic_resampling_is_exact_on_cubic_motion_and_keeps_end_points():
+    k, horizon = 4, 16
+    t_src, t_dst = np.linspace(0, 1, k), np.linspace(0, 1, horizon)
+    f = lambda t: 0.3 * t**3 - 0.2 * t**2 + 0.1 * t  # noqa: E731
+    tracks = np.stack([f(t_src), -f(t_src)], -1)[None, :, None, :].repeat(5, axis=2)  # (1, K, 5, 2)
+    vis = np.ones((1, k, 5), bool)
+    vis[0, 2, 1] = False
+    out, out_vis = resample_tracks(tracks, vis, horizon)
+    assert out.shape == (1, horizon, 5, 2)
+    np.testing.assert_allclose(out[0, :, 0, 0], f(t_dst), atol=1e-6)
+    # a point invisible at source step 2 is invisible at every output step that touches it
+    touched = (np.floor(t_dst * 3) == 2) | (np.ceil(t_dst * 3) == 2)
+    np.testing.assert_array_equal(out_vis[0, :, 1], ~touched)
+    assert out_vis[0, :, 0].all()
+
+
+def test_velocities_and_integration_invert_each_other():
+    tr = np.random.default_rng(1).normal(size=(3, 16, 10, 2)).astype(np.float32)
+    v = velocities(tr)
+    assert v.shape == (3, 15, 10, 2)
+    np.testing.assert_allclose(integrate_velocities(tr[:, 0], v), tr, atol=1e-5)

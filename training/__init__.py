@@ -1,0 +1,1 @@
+"""Offline companion of amplify_ros: preprocessing, training, evaluation and benchmark commands."""
