@@ -48,6 +48,9 @@ setup(
             "amplify-preprocess = training.preprocess_tracks:main",
             "amplify-benchmark-tracking = training.benchmark_tracking:main",
             "amplify-demo-tracks = training.demo_tracks:main",
+            # models (issue 3)
+            # workcell simulation (issue 4)
+            # UR5 driver and fake controller (issue 5)
         ],
     },
 )

@@ -124,3 +124,15 @@ def test_command_line_config_and_argument_errors(store, tmp_path):
     assert r.returncode == 2 and "not a directory" in r.stderr
     r = run_cli(store, "--tracker", "cotracker")
     assert r.returncode == 2 and "--cotracker-checkpoint" in r.stderr
+
+
+def test_torchrun_ranks_split_the_store(store):
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                        "29531", "-m", "training.preprocess_tracks", str(store)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    shard0 = json.loads((store / "tracks_report.shard0.json").read_text())
+    shard1 = json.loads((store / "tracks_report.shard1.json").read_text())
+    assert shard0["num_shards"] == shard1["num_shards"] == 2
+    assert sorted(shard0["done"] + shard1["done"]) == ["ep_000.h5", "ep_001.h5", "ep_002.h5"]
+    assert len(list(store.glob("*.tracks.h5"))) == 3
