@@ -2,7 +2,7 @@
 
 ``compute_view_tracks`` is the per-view pipeline: track a fresh grid from every frame through the
 frames that span 0.8 s at the video's own rate, normalise to [-1, 1], resample to 16 steps with a cubic
-spline, difference into velocities and label them. ``preprocess_episode`` runs it over the views of an
+spline, label each step as a local-window class (pixel-to-pixel moves). ``preprocess_episode`` runs it over the views of an
 episode file and writes the sidecar; ``preprocess_store`` runs a shard of a whole store with resume
 and a per-episode error report. The command line lives in ``training/preprocess_tracks.py``.
 """
@@ -25,8 +25,7 @@ from .tracks import (
     normalize,
     resample_tracks,
     source_horizon,
-    velocities,
-    velocity_to_class,
+    tracks_to_labels,
 )
 from .tracks_store import ViewTracks, tracks_complete, write_tracks
 
@@ -50,7 +49,7 @@ def compute_view_tracks(
     tracks = normalize(result.points, h, w)
     tracks, visible = resample_tracks(tracks, result.visible, horizon)
     tracks = np.clip(tracks, -1.0, 1.0)
-    labels = velocity_to_class(velocities(tracks), label_image_size).astype(np.uint8)
+    labels = tracks_to_labels(tracks, label_image_size).astype(np.uint8)
     return ViewTracks(tracks=tracks, visible=visible, labels=labels, image_size=(h, w))
 
 

@@ -13,6 +13,10 @@ Conventions used everywhere in the project:
   terms): ``n = (x + 0.5) / W * 2 - 1``. The grid is therefore symmetric: -0.95 ... 0.95.
 * A local-window class is ``(dy + R) * W + (dx + R)`` with R = 7, W = 15: row-major over the window,
   rows along y. The centre class 112 means "no motion".
+* Labels of a track (:func:`tracks_to_labels`) are the steps between its positions ROUNDED to the pixel
+  grid of a 128 px image: each class is the pixel of the window centred on the previous (rounded) point.
+  Integrating them from the rounded start (:func:`labels_to_tracks`) gives back the rounded track exactly
+  (while no step exceeds the +-7 px window), so rounding errors never accumulate along a track.
 """
 
 from __future__ import annotations
@@ -134,3 +138,31 @@ def integrate_velocities(start: np.ndarray, vel: np.ndarray) -> np.ndarray:
     start = np.asarray(start, np.float32)
     steps = np.cumsum(np.asarray(vel, np.float32), axis=-3)
     return np.concatenate([start[..., None, :, :], start[..., None, :, :] + steps], axis=-3)
+
+
+def tracks_to_labels(
+    tracks: np.ndarray, image_size: int = LABEL_IMAGE_SIZE, radius: int = WINDOW_RADIUS
+) -> np.ndarray:
+    """Local-window labels (..., T-1, N) int64 of normalised tracks (..., T, N, 2).
+
+    Positions are rounded to the pixel grid of an ``image_size`` image first, then differenced and
+    clamped to the window, so the labels describe pixel-to-pixel moves.
+    """
+    pixels = np.rint(denormalize(tracks, image_size, image_size).astype(np.float64))
+    steps = np.clip(np.diff(pixels, axis=-3), -radius, radius).astype(np.int64)
+    window = 2 * radius + 1
+    return (steps[..., 1] + radius) * window + (steps[..., 0] + radius)
+
+
+def labels_to_tracks(
+    start: np.ndarray, labels: np.ndarray, image_size: int = LABEL_IMAGE_SIZE, radius: int = WINDOW_RADIUS
+) -> np.ndarray:
+    """Normalised tracks (..., T, N, 2) from start points (..., N, 2) and labels (..., T-1, N).
+
+    The inverse of :func:`tracks_to_labels` up to rounding: the start is rounded to the pixel grid and
+    each label moves the point by its window displacement.
+    """
+    origin = np.rint(denormalize(start, image_size, image_size).astype(np.float64))
+    moves = np.cumsum(class_to_displacement(labels, radius), axis=-3)
+    pixels = np.concatenate([origin[..., None, :, :], origin[..., None, :, :] + moves], axis=-3)
+    return normalize(pixels, image_size, image_size)

@@ -3,7 +3,7 @@ import pytest
 
 from amplify_core.tracks import (
     NUM_CLASSES, class_to_displacement, class_to_velocity, denormalize, grid_points, integrate_velocities,
-    normalize, resample_tracks, source_horizon, velocities, velocity_to_class,
+    labels_to_tracks, normalize, resample_tracks, source_horizon, tracks_to_labels, velocities, velocity_to_class,
 )
 
 
@@ -73,3 +73,21 @@ def test_velocities_and_integration_invert_each_other():
     v = velocities(tr)
     assert v.shape == (3, 15, 10, 2)
     np.testing.assert_allclose(integrate_velocities(tr[:, 0], v), tr, atol=1e-5)
+
+
+def test_track_labels_are_pixel_to_pixel_moves_and_integrate_back_without_drift():
+    rng = np.random.default_rng(2)
+    start = rng.uniform(-0.8, 0.8, (400, 2))
+    steps_px = rng.uniform(-3.4, 3.4, (15, 400, 2))  # sub-pixel motion every step
+    tracks = np.concatenate([start[None], start[None] + np.cumsum(steps_px, 0) * 2 / 128])
+    labels = tracks_to_labels(tracks)
+    assert labels.shape == (15, 400)
+    back = labels_to_tracks(tracks[0], labels)
+    # the rebuilt track is the rounded track: within half a pixel per axis at EVERY step (no drift)
+    assert np.abs(denormalize(back, 128, 128) - denormalize(tracks, 128, 128)).max() <= 0.5 + 1e-4
+
+
+def test_steps_beyond_the_window_are_clamped():
+    tracks = np.full((2, 1, 2), 0.3 * 2 / 128)  # start 0.3 px off a pixel centre: no rounding ties
+    tracks[1, 0] += [20 * 2 / 128, -1 * 2 / 128]  # 20 px right, 1 px up
+    assert tuple(class_to_displacement(tracks_to_labels(tracks)[0, 0])) == (7, -1)

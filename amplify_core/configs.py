@@ -1,0 +1,257 @@
+"""Configuration of the three AMPLIFY models and their training, as dataclasses loaded from YAML.
+
+Two presets ship in ``config/models/``: ``paper`` (Table 10 of the paper: hidden 768; 2 / 8 / 4 layers;
+~31M / ~70M / ~57M parameters) and ``tiny`` (trains in minutes on 2 CPU cores). A checkpoint stores the
+config it was trained with, so a model is always rebuilt exactly (see ``amplify_core.checkpoint``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .tracks import GRID_SIZE, HORIZON, NUM_CLASSES
+
+PRESET_DIR = Path(__file__).resolve().parents[1] / "config" / "models"
+
+
+class ConfigError(ValueError):
+    """A configuration value is impossible; the message names the field and the rule."""
+
+
+@dataclass
+class TokenizerConfig:
+    """Motion tokenizer (paper Sec. 3.2): causal encoder -> FSQ codes -> point-query decoder.
+
+    Args:
+        views: camera views tokenized together; the velocities of all views at a step form one token.
+        view_weights: loss weight per view (same order as ``views``); the authors weight a main view 0.9.
+        num_points: N, keypoints per view (20x20 grid).
+        horizon: T, track length; the code sequence has T-1 entries (one per velocity step).
+        hidden: transformer width. layers / heads: encoder depth and attention heads.
+        decoder_layers: cross-attention layers of the decoder.
+        fsq_levels: FSQ levels per latent dimension; the codebook size is their product (1920).
+        num_classes: local-window classes (15 x 15).
+        dropout: dropout in attention and MLP blocks.
+    """
+
+    views: list[str] = field(default_factory=lambda: ["front", "side", "corner"])
+    view_weights: list[float] | None = None
+    num_points: int = GRID_SIZE * GRID_SIZE
+    horizon: int = HORIZON
+    hidden: int = 768
+    layers: int = 2
+    heads: int = 8
+    decoder_layers: int = 2
+    fsq_levels: list[int] = field(default_factory=lambda: [8, 8, 6, 5])
+    num_classes: int = NUM_CLASSES
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        _check_width(self.hidden, self.heads, "tokenizer")
+        if not self.views:
+            raise ConfigError("tokenizer.views must name at least one view")
+        if self.view_weights is not None and len(self.view_weights) != len(self.views):
+            raise ConfigError(f"tokenizer.view_weights has {len(self.view_weights)} entries for "
+                              f"{len(self.views)} views {self.views}")
+
+    @property
+    def codebook_size(self) -> int:
+        size = 1
+        for level in self.fsq_levels:
+            size *= level
+        return size
+
+    @property
+    def code_length(self) -> int:
+        return self.horizon - 1
+
+
+@dataclass
+class VisionConfig:
+    """ResNet-18 image encoder whose last feature map becomes patch tokens.
+
+    Args:
+        image_size: images are resized to this side before the encoder (224 -> 7x7 = 49 tokens per view,
+            as the authors; 128 -> 4x4 = 16 tokens).
+        width: channels of the first stage (64 is the standard ResNet-18; 32 quarters the cost).
+        weights: optional local path of torchvision-format ResNet-18 weights (only with width 64).
+        frozen: keep the encoder fixed during training (sensible with pretrained weights only).
+    """
+
+    image_size: int = 224
+    width: int = 64
+    weights: str | None = None
+    frozen: bool = False
+
+    def __post_init__(self):
+        if self.image_size < 32:
+            raise ConfigError(f"vision.image_size must be >= 32, got {self.image_size}")
+        if self.weights and self.width != 64:
+            raise ConfigError(f"vision.weights need the standard width 64, got width {self.width}")
+        if self.frozen and not self.weights:
+            raise ConfigError("vision.frozen without vision.weights would freeze a random encoder")
+
+    @property
+    def tokens_per_view(self) -> int:
+        side = -(-self.image_size // 32)  # five stride-2 stages
+        return side * side
+
+
+@dataclass
+class ForwardConfig:
+    """Forward dynamics (paper Sec. 3.3): [image tokens, text token, SOS, codes] -> next codes.
+
+    Args:
+        hidden / layers / heads / dropout: the autoregressive transformer.
+        text_dim: width of the text embedding (384 for the default MiniLM, 512 for t5-small).
+        vision: the image encoder.
+    """
+
+    hidden: int = 768
+    layers: int = 8
+    heads: int = 8
+    dropout: float = 0.1
+    text_dim: int = 384
+    vision: VisionConfig = field(default_factory=VisionConfig)
+
+    def __post_init__(self):
+        _check_width(self.hidden, self.heads, "forward")
+        if isinstance(self.vision, dict):
+            self.vision = from_dict(VisionConfig, self.vision, "forward.vision")
+
+
+@dataclass
+class InverseConfig:
+    """Inverse dynamics (paper Sec. 3.4): action queries over image, proprio and code tokens.
+
+    Args:
+        hidden / layers / heads / dropout: the transformer decoder.
+        action_dim / proprio_dim: sizes of a_t and q_t (workcell: 7 = pose + gripper; 7 = joints + gripper).
+        chunk: actions per chunk (16).
+        gamma: discount of the chunk NLL, sum_k gamma^k log N(a_{t+k}).
+        use_codes: False gives the paper's "inverse only" BC baseline (the same network without codes).
+        min_log_std / max_log_std: clamp of the Gaussian head's log standard deviation.
+        vision: the image encoder.
+    """
+
+    hidden: int = 768
+    layers: int = 4
+    heads: int = 8
+    dropout: float = 0.1
+    action_dim: int = 7
+    proprio_dim: int = 7
+    chunk: int = HORIZON
+    gamma: float = 0.99
+    use_codes: bool = True
+    min_log_std: float = -5.0
+    max_log_std: float = 2.0
+    vision: VisionConfig = field(default_factory=VisionConfig)
+
+    def __post_init__(self):
+        _check_width(self.hidden, self.heads, "inverse")
+        if isinstance(self.vision, dict):
+            self.vision = from_dict(VisionConfig, self.vision, "inverse.vision")
+        if not 0 < self.gamma <= 1:
+            raise ConfigError(f"inverse.gamma must be in (0, 1], got {self.gamma}")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation of one stage (Table 10: AdamW, lr 1e-4, batch 256 with 4 accumulation steps).
+
+    Args:
+        steps: optimizer steps. batch_size: per process and per accumulation step.
+        grad_accumulation: micro-batches per optimizer step.
+        lr / weight_decay / warmup_steps / grad_clip: AdamW with linear warm-up and cosine decay.
+        checkpoint_every / log_every: in optimizer steps.
+        seed: seeds data order, initialisation and dropout.
+        amp: mixed precision on CUDA (bf16 where supported); ignored on CPU.
+        num_workers: DataLoader workers (0 keeps resume exact and is fastest on 2 cores).
+    """
+
+    steps: int = 1000
+    batch_size: int = 64
+    grad_accumulation: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    checkpoint_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+    amp: bool = True
+    num_workers: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "grad_accumulation", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class ModelsConfig:
+    """Everything the three stages need, as one file (a preset or a user's copy of one)."""
+
+    name: str = "custom"
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    forward: ForwardConfig = field(default_factory=ForwardConfig)
+    inverse: InverseConfig = field(default_factory=InverseConfig)
+    train_tokenizer: TrainConfig = field(default_factory=TrainConfig)
+    train_forward: TrainConfig = field(default_factory=TrainConfig)
+    train_inverse: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _check_width(hidden: int, heads: int, where: str) -> None:
+    if hidden < 1 or heads < 1 or hidden % heads:
+        raise ConfigError(f"{where}.hidden ({hidden}) must be a positive multiple of {where}.heads ({heads})")
+
+
+_SECTIONS = {
+    "tokenizer": TokenizerConfig, "forward": ForwardConfig, "inverse": InverseConfig,
+    "train_tokenizer": TrainConfig, "train_forward": TrainConfig, "train_inverse": TrainConfig,
+}
+
+
+def from_dict(cls, data: dict, where: str):
+    """Build dataclass ``cls`` from ``data``, refusing unknown keys with their location."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known keys: {sorted(known)}")
+    return cls(**data)
+
+
+def models_config_from_dict(data: dict, where: str = "config") -> ModelsConfig:
+    data = dict(data or {})
+    unknown = set(data) - set(_SECTIONS) - {"name"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown sections {sorted(unknown)}; known: {sorted(_SECTIONS)}")
+    kwargs = {"name": data.get("name", "custom")}
+    for key, cls in _SECTIONS.items():
+        kwargs[key] = from_dict(cls, data.get(key, {}), f"{where}: {key}")
+    return ModelsConfig(**kwargs)
+
+
+def load_config(name_or_path: str | Path) -> ModelsConfig:
+    """A preset by name (``tiny``, ``paper``) or a YAML file path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            presets = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+            raise ConfigError(f"unknown config preset {name_or_path!r}; presets: {presets} (or give a .yaml path)")
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file does not exist")
+    return models_config_from_dict(yaml.safe_load(path.read_text()), str(path))
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)

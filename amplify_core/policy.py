@@ -1,0 +1,112 @@
+"""The composed AMPLIFY policy pi(o, q, g) = f_inv(o, q, f(o, g)) (paper Sec. 3, Eq. 1).
+
+:class:`AmplifyPolicy` loads the forward and inverse checkpoints (plus the tokenizer for decoding codes
+into tracks, for pictures), checks every observation against what the models were trained on (views,
+image size, proprio size, finite values), caches task embeddings, and returns action chunks in robot
+units. ``act`` adds ACT temporal ensembling for closed-loop control at the control rate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, load_model
+from .ensembling import TemporalEnsembler
+from .normalization import Normalizer
+from .text import TextEmbeddingCache
+from .tracks import labels_to_tracks, normalize, grid_points
+
+
+class ObservationError(ValueError):
+    """An observation does not match what the policy was trained on."""
+
+
+class AmplifyPolicy:
+    def __init__(self, inverse_path: str | Path, forward_path: str | Path | None = None,
+                 tokenizer_path: str | Path | None = None, device: str | None = None,
+                 text_cache: str | Path | None = None, ensemble_m: float = 0.01):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.inverse, self.inv_meta = load_model(inverse_path, "inverse", self.device)
+        self.uses_codes = bool(self.inv_meta.get("use_codes", True))
+        self.forward = self.fwd_meta = None
+        if self.uses_codes:
+            if forward_path is None:
+                raise CheckpointError(f"{inverse_path} uses motion codes: a forward checkpoint is needed")
+            self.forward, self.fwd_meta = load_model(forward_path, "forward", self.device)
+            if self.fwd_meta["views"] != self.inv_meta["views"]:
+                raise CheckpointError(f"forward views {self.fwd_meta['views']} differ from inverse views "
+                                      f"{self.inv_meta['views']}")
+            if self.forward.codebook_size != self.inverse.codebook_size:
+                raise CheckpointError("forward and inverse models were trained with different tokenizers")
+        self.tokenizer = load_model(tokenizer_path, "tokenizer", self.device)[0] if tokenizer_path else None
+        self.views = list(self.inv_meta["views"])
+        self.image_shape = tuple(self.inv_meta["image_shape"])  # (3, H, W)
+        self.proprio_norm = Normalizer.from_dict(self.inv_meta["proprio_norm"])
+        self.action_norm = Normalizer.from_dict(self.inv_meta["action_norm"])
+        self.text = None
+        if self.forward is not None:
+            self.text = TextEmbeddingCache(text_cache, self.fwd_meta["text_encoder"], self.fwd_meta.get("t5_path"))
+        self.ensembler = TemporalEnsembler(self.inverse.config.chunk, ensemble_m, rotation_dims=3)
+        self.last_codes: torch.Tensor | None = None
+
+    # -- observation checks -------------------------------------------------------------------------
+    def images_tensor(self, images: dict[str, np.ndarray]) -> torch.Tensor:
+        """{view: uint8 (H, W, 3)} -> (1, V, 3, H, W) on the device, after checking every view."""
+        missing = [v for v in self.views if v not in images]
+        if missing:
+            raise ObservationError(f"missing camera views {missing}; the policy needs {self.views}")
+        arrays = []
+        for v in self.views:
+            img = np.asarray(images[v])
+            expected = (self.image_shape[1], self.image_shape[2], 3)
+            if img.dtype != np.uint8 or img.shape != expected:
+                raise ObservationError(f"view {v!r}: expected uint8 image {expected} (as in training), got "
+                                       f"{img.dtype} {img.shape}")
+            arrays.append(img.transpose(2, 0, 1))
+        return torch.from_numpy(np.stack(arrays)[None]).to(self.device)
+
+    def proprio_tensor(self, proprio) -> torch.Tensor:
+        q = np.asarray(proprio, np.float32)
+        if q.shape != (self.proprio_norm.dim,) or not np.all(np.isfinite(q)):
+            raise ObservationError(f"proprioception must be {self.proprio_norm.dim} finite numbers, got {q}")
+        return torch.from_numpy(self.proprio_norm.normalize(q)[None]).to(self.device)
+
+    # -- inference ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_codes(self, images: dict[str, np.ndarray], task: str, use_cache: bool = True) -> torch.Tensor:
+        text = torch.from_numpy(self.text([task])).to(self.device)
+        return self.forward.generate(self.images_tensor(images), text, use_cache=use_cache)
+
+    @torch.no_grad()
+    def predict_chunk(self, images: dict[str, np.ndarray], proprio, task: str | None = None) -> np.ndarray:
+        """The action chunk (chunk, action_dim) in robot units for one observation."""
+        image_t = self.images_tensor(images)
+        codes = None
+        if self.uses_codes:
+            if not task:
+                raise ObservationError("this policy is conditioned on a task instruction; got none")
+            codes = self.predict_codes(images, task)
+            self.last_codes = codes
+        mean, _ = self.inverse(image_t, self.proprio_tensor(proprio), codes)
+        return self.action_norm.unnormalize(mean[0].cpu().numpy())
+
+    def reset(self) -> None:
+        self.ensembler.reset()
+
+    def act(self, images: dict[str, np.ndarray], proprio, task: str | None = None) -> np.ndarray:
+        """One control step: predict a chunk, ensemble it with the earlier ones, return this step's action."""
+        return self.ensembler.step(self.predict_chunk(images, proprio, task)).astype(np.float32)
+
+    @torch.no_grad()
+    def predicted_tracks(self, view: str) -> np.ndarray:
+        """Tracks (T, N, 2) normalised of the last predicted codes, decoded by the tokenizer (for pictures)."""
+        if self.tokenizer is None or self.last_codes is None:
+            raise ValueError("predicted tracks need a tokenizer checkpoint and a prediction first")
+        labels = self.tokenizer.decode_codes(self.last_codes).argmax(-1)[0]  # (V, T-1, N)
+        v = self.tokenizer.config.views.index(view)
+        n = int(round(self.tokenizer.config.num_points ** 0.5))
+        grid = normalize(grid_points(128, 128, n), 128, 128)
+        return labels_to_tracks(grid, labels[v].cpu().numpy())

@@ -1,0 +1,30 @@
+"""Arguments shared by the training commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+
+def parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0], epilog=doc.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="tiny",
+                   help="model/training preset (tiny, paper) or a YAML file like config/models/tiny.yaml "
+                        "(default tiny)")
+    p.add_argument("--run-dir", type=Path, required=True,
+                   help="where checkpoints, TensorBoard logs and caches go; re-running resumes there")
+    p.add_argument("--steps", type=int, default=None, help="override the config's number of optimizer steps")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def add_stores(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--store", type=Path, nargs="+", required=True,
+                   help=f"episode store directories ({what}); tracks must be preprocessed")
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
