@@ -1,0 +1,61 @@
+"""ONNX export: onnxruntime gives the same codes and actions as PyTorch (within 1e-4)."""
+
+import numpy as np
+import pytest
+import torch
+
+from amplify_core.checkpoint import save_checkpoint
+from amplify_core.configs import ForwardConfig, InverseConfig, VisionConfig
+from amplify_core.export import OnnxPolicy, export_policy, providers
+from amplify_core.forward_dynamics import ForwardDynamics
+from amplify_core.inverse_dynamics import InverseDynamics
+from amplify_core.normalization import Normalizer
+
+pytest.importorskip("onnxruntime")
+VISION = VisionConfig(image_size=64, width=8)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    fwd = ForwardDynamics(ForwardConfig(hidden=64, layers=2, heads=4, text_dim=16, vision=VISION), 3, 1920, 15)
+    inv = InverseDynamics(InverseConfig(hidden=64, layers=2, heads=4, vision=VISION), 3, 1920, 15)
+    norm = Normalizer(np.arange(7.0), np.full(7, 2.0)).to_dict()
+    meta = {"views": ["front", "side", "corner"], "image_shape": [3, 64, 64]}
+    save_checkpoint(d / "forward.pt", fwd, {**meta, "text_encoder": "minilm"})
+    save_checkpoint(d / "inverse.pt", inv, {**meta, "proprio_norm": norm, "action_norm": norm, "use_codes": True})
+    return d, fwd.eval(), inv.eval()
+
+
+def test_onnxruntime_matches_pytorch(checkpoints, tmp_path):
+    d, fwd, inv = checkpoints
+    export_policy(d / "inverse.pt", d / "forward.pt", tmp_path)
+    runner = OnnxPolicy(tmp_path)
+    assert runner.providers[-1] == "CPUExecutionProvider"
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (1, 3, 3, 64, 64), dtype=torch.uint8, generator=g)
+    text = torch.randn(1, 16, generator=g)
+    with torch.no_grad():
+        codes = fwd.generate(images, text)
+        start_logits, _ = fwd.start(fwd.conditioning(images, text))
+    ort_start = runner.start.run(None, {"images": images.numpy(), "text": text.numpy()})[0]
+    np.testing.assert_allclose(ort_start, start_logits.numpy(), atol=1e-4, rtol=1e-4)
+    ort_codes = runner.generate(images.numpy(), text.numpy())
+    np.testing.assert_array_equal(ort_codes, codes.numpy())
+    proprio = np.linspace(-1, 1, 7).astype(np.float32)
+    with torch.no_grad():
+        mean, _ = inv(images, torch.from_numpy(runner.proprio_norm.normalize(proprio)[None]), codes)
+    chunk = runner.predict_chunk(images.numpy(), proprio, text.numpy())
+    np.testing.assert_allclose(chunk, runner.action_norm.unnormalize(mean[0].numpy()), atol=1e-4, rtol=1e-4)
+
+
+def test_provider_preference_puts_gpu_first():
+    assert providers(["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]) == \
+        ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert providers(["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+
+
+def test_missing_export_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no policy.json"):
+        OnnxPolicy(tmp_path)
