@@ -49,8 +49,24 @@ setup(
             "amplify-benchmark-tracking = training.benchmark_tracking:main",
             "amplify-demo-tracks = training.demo_tracks:main",
             # models (issue 3)
+            "amplify-train-tokenizer = training.train_tokenizer:main",
+            "amplify-train-forward = training.train_forward:main",
+            "amplify-train-inverse = training.train_inverse:main",
+            "amplify-train-all = training.train_all:main",
+            "amplify-export-onnx = training.export_onnx:main",
+            "amplify-benchmark-policy = training.benchmark_policy:main",
             # workcell simulation (issue 4)
+            "amplify-workcell-generate = training.generate_workcell:main",
+            "amplify-benchmark-workcell = training.benchmark_workcell:main",
+            "amplify-workcell-track-accuracy = training.workcell_track_accuracy:main",
             # UR5 driver and fake controller (issue 5)
+            "ur5_driver = amplify_ros.ur5_driver_node:main",
+            "amplify-fake-ur = amplify_ros.fake_ur.server:main",
+            # model pipeline (issue 6)
+            "forward_dynamics_node = amplify_ros.forward_dynamics_node:main",
+            "inverse_dynamics_node = amplify_ros.inverse_dynamics_node:main",
+            "fake_cameras_node = amplify_ros.fake_cameras_node:main",
+            "amplify-benchmark-pipeline = training.benchmark_pipeline:main",
         ],
     },
 )
