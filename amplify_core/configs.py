@@ -36,6 +36,8 @@ class TokenizerConfig:
         fsq_levels: FSQ levels per latent dimension; the codebook size is their product (1920).
         num_classes: local-window classes (15 x 15).
         dropout: dropout in attention and MLP blocks.
+        train_points: grid points per view (sampled anew each step) whose logits enter the training
+            loss; None or num_points = all. Evaluation always decodes every point.
     """
 
     views: list[str] = field(default_factory=lambda: ["front", "side", "corner"])
@@ -49,9 +51,12 @@ class TokenizerConfig:
     fsq_levels: list[int] = field(default_factory=lambda: [8, 8, 6, 5])
     num_classes: int = NUM_CLASSES
     dropout: float = 0.1
+    train_points: int | None = None
 
     def __post_init__(self):
         _check_width(self.hidden, self.heads, "tokenizer")
+        if self.train_points is not None and not 1 <= self.train_points <= self.num_points:
+            raise ConfigError(f"tokenizer.train_points must be in [1, {self.num_points}], got {self.train_points}")
         if not self.views:
             raise ConfigError("tokenizer.views must name at least one view")
         if self.view_weights is not None and len(self.view_weights) != len(self.views):

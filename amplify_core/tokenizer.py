@@ -69,13 +69,18 @@ class MotionTokenizer(nn.Module):
     def codes_to_latents(self, codes: torch.Tensor) -> torch.Tensor:
         return self.fsq.indices_to_codes(codes)
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Quantised latents (B, T-1, d) -> logits (B, V, T-1, N, classes)."""
+    def decode(self, latents: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
+        """Quantised latents (B, T-1, d) -> logits (B, V, T-1, N, classes).
+
+        ``points`` (K,) restricts the output to those grid points (N -> K). Each point query attends
+        only to the codes, never to other points, so a subset gives exactly the same logits.
+        """
         c = self.config
         b = latents.shape[0]
         memory = self.from_latent(latents) + self.code_pos
-        v, n = len(c.views), c.num_points
-        queries = (self.view_embed[:, None, :] + self.point_queries[None]).reshape(1, v * n, -1)
+        point_queries = self.point_queries if points is None else self.point_queries[points]
+        v, n = len(c.views), len(point_queries)
+        queries = (self.view_embed[:, None, :] + point_queries[None]).reshape(1, v * n, -1)
         x = queries.expand(b, -1, -1)
         for block in self.decoder:
             x, _ = block(x, context=memory)
@@ -90,9 +95,25 @@ class MotionTokenizer(nn.Module):
                              f"[{int(codes.min())}, {int(codes.max())}]")
         return self.decode(self.codes_to_latents(codes))
 
-    def forward(self, velocities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, velocities: torch.Tensor, labels: torch.Tensor | None = None):
+        """(logits, codes); with ``labels``, the training loss instead (so DDP wraps the whole step)."""
+        if labels is not None:
+            return self.training_loss(velocities, labels)
         latents, codes = self.encode(velocities)
         return self.decode(latents), codes
+
+    def training_loss(self, velocities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Loss of a batch; while training, on ``config.train_points`` random grid points per step.
+
+        The 225-way logits of every (view, step, point) dominate the cost (B x 3 x 15 x 400 x 225 numbers);
+        an unbiased random subset of points keeps a CPU step fast, and evaluation decodes all points.
+        """
+        latents, _ = self.encode(velocities)
+        k = self.config.train_points
+        if self.training and k and k < self.config.num_points:
+            points = torch.randperm(self.config.num_points, device=velocities.device)[:k]
+            return self.loss(self.decode(latents, points), labels[..., points])
+        return self.loss(self.decode(latents), labels)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """View-weighted cross-entropy; labels (B, V, T-1, N) int."""

@@ -202,3 +202,19 @@ def test_bad_inputs_are_refused():
     inv = small_inverse()
     with pytest.raises(ValueError, match="NaN"):
         inv(images, torch.full((1, 7), float("nan")), codes)
+
+
+def test_point_subset_decoding_equals_full_decoding_and_trains_on_a_subset(real_tracks):
+    torch.manual_seed(0)
+    model = MotionTokenizer(TokenizerConfig(views=["front"], num_points=100, hidden=32, layers=1, heads=2,
+                                            decoder_layers=1, dropout=0.0, train_points=10)).eval()
+    vel = torch.from_numpy(velocities(real_tracks[0][:2])).unsqueeze(1)
+    latents, _ = model.encode(vel)
+    points = torch.tensor([3, 50, 99])
+    torch.testing.assert_close(model.decode(latents, points), model.decode(latents)[:, :, :, points])
+    labels = torch.from_numpy(real_tracks[1][:2].astype(np.int64)).unsqueeze(1)
+    full = model(vel, labels)  # eval: all points
+    model.train()
+    torch.manual_seed(1)
+    subset = model(vel, labels)
+    assert torch.isfinite(subset) and not torch.isclose(subset, full)

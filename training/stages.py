@@ -42,9 +42,10 @@ def train_tokenizer(config: ModelsConfig, stores, run_dir, steps=None, device=No
     seed_everything(config.train_tokenizer.seed)  # same initial weights for the same seed
     model = MotionTokenizer(config.tokenizer)
     meta = {"views": views, "stores": [str(s) for s in stores]}
-    return train("tokenizer", model, TrackWindows(episodes), lambda m, b: _module(m).loss(m(b["velocities"])[0],
-                 b["labels"]), _train_cfg(config.train_tokenizer, steps), run_dir, meta, device,
-                 stop_after=stop_after, progress=progress)
+    return train("tokenizer", model, TrackWindows(episodes),
+                 lambda m, b: m(b["velocities"], b["labels"]),
+                 _train_cfg(config.train_tokenizer, steps), run_dir, meta, device, stop_after=stop_after,
+                 progress=progress)
 
 
 def _module(m):
