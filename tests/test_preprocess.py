@@ -9,7 +9,7 @@ import pytest
 from amplify_core.episodes import EpisodeError, tracks_path, write_episode
 from amplify_core.preprocessing import compute_view_tracks, preprocess_episode, preprocess_store, shard_of
 from amplify_core.tracking import LucasKanadeTracker
-from amplify_core.tracks import NUM_CLASSES, class_to_velocity, labels_to_tracks, tracks_to_labels
+from amplify_core.tracks import NUM_CLASSES, class_to_velocity, tracks_to_labels
 from amplify_core.tracks_store import read_tracks, tracks_metadata
 
 from conftest import make_episode

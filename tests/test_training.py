@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from amplify_core.checkpoint import CheckpointError, load_model, save_checkpoint
+from amplify_core.checkpoint import CheckpointError, load_model
 from amplify_core.configs import ConfigError, load_config
 from amplify_core.episodes import EpisodeError, write_episode
 from amplify_core.policy import AmplifyPolicy, ObservationError

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from amplify_core.ur5 import JOINT_NAMES, UR5Kinematics, default_kinematics, pose_to_matrix
+from scipy.spatial.transform import Rotation
+
+from amplify_core.ur5 import JOINT_NAMES, UR5Kinematics, default_kinematics, pose_to_matrix, rotvec_from_matrix
 
 # The UR5 DH table (standard convention): d, a, alpha per row
 DH = [(0.089159, 0.0, np.pi / 2), (0.0, -0.425, 0.0), (0.0, -0.39225, 0.0),
@@ -49,3 +51,37 @@ def test_joint_names_are_the_official_drivers(tmp_path):
     bad.write_text("<robot name='x'><link name='a'/></robot>")
     with pytest.raises(ValueError, match="expected joints"):
         UR5Kinematics(bad)
+
+
+def test_analytic_jacobian_equals_finite_differences():
+    kin = default_kinematics()
+    rng = np.random.default_rng(1)
+    eps = 1e-6
+    for q in rng.uniform(-3, 3, size=(10, 6)):
+        base = kin.fk(q)
+        numeric = np.zeros((6, 6))
+        for i in range(6):
+            t = kin.fk(q + eps * np.eye(6)[i])
+            numeric[:3, i] = (t[:3, 3] - base[:3, 3]) / eps
+            numeric[3:, i] = Rotation.from_matrix(t[:3, :3] @ base[:3, :3].T).as_rotvec() / eps
+        np.testing.assert_allclose(kin.jacobian(q), numeric, atol=1e-5)
+
+
+def test_rotvec_from_matrix_matches_scipy_including_small_and_half_turn_angles():
+    rng = np.random.default_rng(2)
+    axes = rng.normal(size=(30, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    for axis, angle in zip(axes, [*rng.uniform(0, np.pi, 24), 0.0, 1e-9, 1e-5, np.pi - 1e-6, np.pi - 1e-3, 3.0]):
+        expected = Rotation.from_rotvec(axis * angle)
+        got = Rotation.from_rotvec(rotvec_from_matrix(expected.as_matrix()))
+        assert (got.inv() * expected).magnitude() < 1e-7, (axis, angle)
+
+
+def test_solve_caps_each_step_and_respects_joint_limits():
+    kin = default_kinematics()
+    q0 = np.array([0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0])
+    far = kin.fk(q0 + np.array([1.0, 0.3, -0.4, 0.2, 0.5, 1.0]))
+    q1, residual = kin.solve(far, q0, iterations=1, max_step=0.1, clip=True)
+    assert np.max(np.abs(q1 - q0)) <= 0.1 + 1e-12 and residual > 0.1
+    q, residual = kin.solve(far, q0, iterations=200, tol=1e-10, max_step=0.1, clip=True)
+    assert residual < 1e-9 and np.all(q >= kin.lower) and np.all(q <= kin.upper)

@@ -34,11 +34,10 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.spatial.transform import Rotation, Slerp  # noqa: E402
 
-from ..ur5 import JOINT_NAMES, pose_to_matrix  # noqa: E402
+from ..ur5 import JOINT_NAMES, default_kinematics, pose_to_matrix, rotvec_from_matrix  # noqa: E402
 from . import scene  # noqa: E402
 from .config import VIEWS, WorkcellConfig, load_config  # noqa: E402
 from .description import build_mjcf  # noqa: E402
-from .ik import FastIK, rotvec_from_matrix  # noqa: E402
 from .render import CameraRenderer  # noqa: E402
 from .tasks import Task, get_task, is_success, sample_task_layout  # noqa: E402
 
@@ -71,7 +70,7 @@ class WorkcellEnv:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         self.render_images = render
         self.renderer = CameraRenderer(self.model, self.config.image_size) if render else None
-        self.ik = FastIK()
+        self.ik = default_kinematics()
         self.table_top = self.config.table.top_z
         self._static_pos = self.model.body_pos.copy()  # layout is re-applied on top of these at reset
         self._robot = embodiment == "robot"
@@ -80,7 +79,8 @@ class WorkcellEnv:
             self._arm_act = np.array([self.model.actuator(n).id for n in JOINT_NAMES])
             self._finger_qpos = np.array([self.model.jnt_qposadr[self.model.joint(f"finger_{s}").id] for s in ("left", "right")])
             self._finger_act = np.array([self.model.actuator(f"finger_{s}").id for s in ("left", "right")])
-            self.home_q, residual = self.ik.solve(pose_to_matrix(HOME_POSE), _HOME_SEED, iterations=200, tol=1e-10)
+            self.home_q, residual = self.ik.solve(pose_to_matrix(HOME_POSE), _HOME_SEED, iterations=200, tol=1e-10,
+                                                     max_step=0.4, clip=True)
             if residual > 1e-6:
                 raise RuntimeError(f"home pose {HOME_POSE.tolist()} is unreachable (IK residual {residual:.2e})")
         else:
@@ -146,7 +146,7 @@ class WorkcellEnv:
         return self._observation(), float(success), success, truncated, info
 
     def _drive_robot(self, target: np.ndarray, grip: float) -> float:
-        q_target, residual = self.ik.solve(pose_to_matrix(target), self._q_cmd)
+        q_target, residual = self.ik.solve(pose_to_matrix(target), self._q_cmd, max_step=0.4, clip=True)
         if residual > 1e-3:
             log.debug("IK residual %.3g for target %s (moving to the nearest pose)", residual, target)
         finger = self.config.gripper_stroke * (1.0 - grip)
