@@ -1,5 +1,12 @@
+import os
+
 import numpy as np
 import pytest
+
+# One ROS domain for the whole test run (scripts/test.sh picks a fresh one per run), shared by every test
+# process and every node it starts, with discovery kept on this machine.
+os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 from amplify_core.episodes import Episode, write_episode
 from amplify_core.samples import MovingSquare
