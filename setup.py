@@ -60,6 +60,7 @@ setup(
             "amplify-benchmark-workcell = training.benchmark_workcell:main",
             "amplify-workcell-track-accuracy = training.workcell_track_accuracy:main",
             # UR5 driver and fake controller (issue 5)
+            "amplify-benchmark-driver = training.benchmark_driver:main",
             "ur5_driver = amplify_ros.ur5_driver_node:main",
             "amplify-fake-ur = amplify_ros.fake_ur.server:main",
             # model pipeline (issue 6)

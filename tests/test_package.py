@@ -14,7 +14,10 @@ VENV_BIN = Path(sys.executable).parent
 SCRIPTS = ["amplify-preprocess", "amplify-benchmark-tracking", "amplify-demo-tracks", "amplify-train-tokenizer",
            "amplify-train-forward", "amplify-train-inverse", "amplify-train-all", "amplify-export-onnx",
            "amplify-benchmark-policy", "amplify-workcell-generate", "amplify-benchmark-workcell",
-           "amplify-workcell-track-accuracy"]
+           "amplify-workcell-track-accuracy", "amplify-benchmark-driver", "amplify-fake-ur",
+           "amplify-benchmark-pipeline"]
+# rclpy nodes: they take ROS arguments (--ros-args -p ...), so they are checked for installation, not --help
+NODES = ["ur5_driver", "forward_dynamics_node", "inverse_dynamics_node", "fake_cameras_node"]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -65,8 +68,8 @@ def test_colcon_build_installs_the_ament_layout(tmp_path):
     assert (prefix / "share/ament_index/resource_index/packages/amplify_ros").is_file()
     assert (share / "package.xml").is_file()
     assert (share / "config" / "tracks.yaml").is_file()
-    assert (share / "launch").is_dir() and (share / "urdf").is_dir()
-    for script in SCRIPTS:  # where `ros2 run amplify_ros <name>` looks
+    assert (share / "launch" / "amplify.launch.xml").is_file() and (share / "urdf" / "ur5.urdf").is_file()
+    for script in SCRIPTS + NODES:  # where `ros2 run amplify_ros <name>` looks
         assert (prefix / "lib" / "amplify_ros" / script).is_file(), script
 
 

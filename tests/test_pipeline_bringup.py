@@ -1,0 +1,173 @@
+"""The model pipeline with real processes: launch/amplify_fake.launch.xml read by amplify_ros.launch_xml and
+exactly its processes started (fake UR controller, fake cameras, forward node, inverse node, UR5 driver with
+the real ur-rtde client), plus this test's probe node. Tiny models with random weights; task embeddings from
+a pre-filled cache (no text encoder is loaded)."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ros_processes import (ROOT, TASKS, Probe, fake_ur_ports_lock, node_argv, ros_env, start_process,  # noqa: E402
+                           stop_process, tiny_checkpoints, use_ros_env_here, wait_for_free_ports)
+
+pytest.importorskip("rclpy")
+use_ros_env_here()
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+from std_srvs.srv import SetBool  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from amplify_ros.launch_xml import command_line, console_scripts, read_launch  # noqa: E402
+
+
+TASK_CODES = {TASKS[0]: 100, TASKS[1]: 200}  # the forward model is fitted to these (fit_task_codes)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    return tiny_checkpoints(tmp_path_factory.mktemp("tiny"), task_codes=TASK_CODES)
+
+
+def start_launch(launch_file, arguments, log_dir):
+    procs = read_launch(ROOT / "launch" / launch_file, arguments)
+    entry_points = console_scripts(ROOT / "setup.py")
+    started = {}
+    for p in procs:
+        name = p.name or p.executable
+        started[name] = start_process(command_line(p, Path(sys.executable).parent, entry_points, sys.executable),
+                                      log_dir / f"{name}.log", ros_env())
+    return procs, started
+
+
+def tail(path, n=2500):
+    return path.read_text()[-n:] if path.exists() else ""
+
+
+def joints(probe, since=0.0):
+    return [(t, np.array(m.position)) for t, _, m in probe.get("/joint_states") if t >= since]
+
+
+def codes_after(probe, t0):
+    return [tuple(m.points[0].positions) for t, _, m in probe.get("/amplify/codes") if t >= t0]
+
+
+def test_cameras_to_moving_arm_task_change_and_camera_stop(checkpoints, tmp_path):
+    t_start = time.monotonic()
+    with fake_ur_ports_lock():
+        wait_for_free_ports()
+        procs, started = start_launch("amplify_fake.launch.xml", {
+            "forward_checkpoint": str(checkpoints["forward"]), "inverse_checkpoint": str(checkpoints["inverse"]),
+            "text_cache": str(checkpoints["text_cache"]), "task": TASKS[0],
+            "camera_frames": "1"}, tmp_path)  # a still scene: codes change only when the task does
+        assert sorted(started) == ["fake_cameras", "fake_ur", "forward_dynamics", "inverse_dynamics", "ur5_driver"]
+        probe = Probe()
+        try:
+            for topic, kind in [("/joint_states", JointState), ("/amplify/codes", JointTrajectory),
+                                ("/ur5/command", JointTrajectory), ("/amplify/status", String)]:
+                probe.record(kind, topic)
+            task_pub = probe.node.create_publisher(String, "/task", 10)
+            probe.wait_for(lambda: len(probe.get("/ur5/command")) >= 10, 60, "ensembled commands on /ur5/command")
+            probe.wait_for(lambda: probe.get("/joint_states"), 20, "joint states from the driver")
+            # nothing moves before enable
+            js = joints(probe)
+            assert np.allclose(js[0][1], js[-1][1], atol=1e-9)
+            assert probe.call(SetBool, "/ur5/enable", SetBool.Request(data=True)).success
+            t_enable = time.monotonic()
+            time.sleep(2.0)
+            moved = joints(probe, t_enable)
+            displacement = np.abs(moved[-1][1] - moved[0][1]).max()
+            assert displacement > 1e-3, f"arm did not move: {displacement}"
+
+            # every code message is the first task's code sequence
+            before = codes_after(probe, t_enable)
+            assert len(before) >= 10 and set(before) == {(100.0,) * 15}
+            task_pub.publish(String(data=TASKS[1]))
+            t_task = time.monotonic()
+            probe.wait_for(lambda: len(set(codes_after(probe, t_task))) >= 2, 10, "codes of the new task")
+            time.sleep(0.5)
+            after = codes_after(probe, t_task + 0.3)
+            assert len(after) >= 3 and set(after) == {(200.0,) * 15}  # the new task's codes, from the next step on
+
+            # stop one camera: commands stop, the driver's watchdog stops the arm
+            assert probe.call(SetBool, "/cameras/side/enable", SetBool.Request(data=False)).success
+            t_stop = time.monotonic()
+            time.sleep(1.5)
+            commands = [t for t, _, _ in probe.get("/ur5/command")]
+            last_command = max(commands) - t_stop
+            print(f"last command {last_command * 1000:.0f} ms after the side camera stopped")
+            assert last_command < 0.5  # staleness limit 0.2 s (forward) / 0.3 s (inverse) + one step
+            still = joints(probe, time.monotonic() - 0.5)
+            assert len(still) > 5 and np.abs(still[-1][1] - still[0][1]).max() < 1e-5, "arm still moving"
+            statuses = probe.statuses("inverse_dynamics")
+            assert "/cameras/side/image_raw" in (statuses[-1]["idle_reason"] or "")
+            for name, proc in started.items():
+                assert proc.poll() is None, f"{name} exited:\n{tail(tmp_path / f'{name}.log')}"
+        except BaseException:
+            for name in started:
+                print(f"==== {name}\n{tail(tmp_path / f'{name}.log')}")
+            raise
+        finally:
+            probe.close()
+            for name in ("ur5_driver", "inverse_dynamics", "forward_dynamics", "fake_cameras", "fake_ur"):
+                stop_process(started[name])
+    print(f"bring-up test {time.monotonic() - t_start:.1f} s")
+
+
+def test_wrong_encoding_and_bad_checkpoint_publish_nothing_and_keep_running(checkpoints, tmp_path):
+    procs = {
+        "cameras": start_process(node_argv("amplify_ros.fake_cameras_node", ROOT / "config/fake_cameras.yaml",
+                                           encoding="16UC1"), tmp_path / "cameras.log"),
+        "forward": start_process(node_argv("amplify_ros.forward_dynamics_node", ROOT / "config/forward_dynamics.yaml",
+                                           checkpoint=str(checkpoints["forward"]), task=TASKS[0],
+                                           text_cache=str(checkpoints["text_cache"])), tmp_path / "forward.log"),
+        "inverse": start_process(node_argv("amplify_ros.inverse_dynamics_node", ROOT / "config/inverse_dynamics.yaml",
+                                           checkpoint=str(tmp_path / "missing.pt")), tmp_path / "inverse.log"),
+    }
+    probe = Probe()
+    try:
+        probe.record(JointTrajectory, "/amplify/codes")
+        probe.record(JointTrajectory, "/ur5/command")
+        probe.record(String, "/amplify/status")
+        probe.wait_for(lambda: "unsupported encoding '16UC1'" in (tmp_path / "forward.log").read_text(), 40,
+                       "the forward node's encoding error")
+        probe.wait_for(lambda: "no such file" in (tmp_path / "inverse.log").read_text(), 40,
+                       "the inverse node's checkpoint error")
+        time.sleep(2.0)
+        fwd_log, inv_log = (tmp_path / "forward.log").read_text(), (tmp_path / "inverse.log").read_text()
+        assert "/cameras/front/image_raw: unsupported encoding '16UC1'" in fwd_log
+        assert fwd_log.count("unsupported encoding") == 1  # logged once, not per frame
+        assert f"checkpoint {tmp_path / 'missing.pt'}: no such file" in inv_log
+        assert probe.get("/amplify/codes") == [] and probe.get("/ur5/command") == []
+        # Every synced observation with the wrong encoding is counted and dropped; none becomes codes.
+        fwd_status = probe.wait_for(lambda: [s for s in probe.statuses("forward_dynamics") if s["bad_frames"] > 10],
+                                    20, "forward status counting bad frames")[-1]
+        assert fwd_status["published"] == 0 and "unsupported encoding" in fwd_status["idle_reason"]
+        inv_status = probe.wait_for(lambda: probe.statuses("inverse_dynamics"), 5, "inverse status")[-1]
+        assert "no such file" in inv_status["model_error"]
+        for name, proc in procs.items():
+            assert proc.poll() is None, f"{name} exited"
+    finally:
+        probe.close()
+        for proc in procs.values():
+            stop_process(proc)
+
+
+def test_benchmark_command_runs_short(tmp_path):
+    from training.benchmark_pipeline import build_parser
+
+    assert "Example::" in build_parser().format_help()
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, "-m", "training.benchmark_pipeline", "--sizes", "128x128", "--duration",
+                             "2", "--warmup", "1", "--json", str(out)], env=ros_env(), cwd=ROOT, capture_output=True,
+                            text=True, timeout=150)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "control Hz" in result.stdout and "targets" in result.stdout, result.stdout
+    (row,) = json.loads(out.read_text())
+    assert row["size"] == "128x128" and row["commands"] > 0 and row["camera_rate_hz"] > 20, row
+    assert 0 < row["latency_median_ms"] <= row["latency_p99_ms"], row

@@ -1,0 +1,275 @@
+"""amplify-benchmark-pipeline: rates and camera-to-command latency of the running ROS 2 model pipeline.
+
+For each camera size, starts the real nodes as separate processes -- fake_cameras_node (3 x 30 Hz, stamp
+jitter) -> forward_dynamics_node -> inverse_dynamics_node -- with `tiny` models (config/models/tiny.yaml,
+random weights: latency does not depend on training), and this program's own node publishing
+/joint_states at 50 Hz and recording /ur5/command. No robot driver is started (its own benchmark is
+separate). Prints per size:
+  * delivered camera rate (frames/s received by the forward node, mean of the three cameras),
+  * synchronised triples/s formed by the forward node,
+  * achieved control rate (/ur5/command messages/s received here),
+  * camera-to-command latency: receive time of a command minus the camera stamp it was computed from
+    (median, p99); the stamp already lags the fake camera's publish time by U(0, 2*jitter).
+Targets: control >= 20 Hz, p99 <= 100 ms.
+
+Example::
+
+    amplify-benchmark-pipeline                                   # 128x128 and 640x480, onnxruntime, 15 s each
+    amplify-benchmark-pipeline --sizes 640x480 --backend torch --duration 30
+    amplify-benchmark-pipeline --reliability best_effort --depth 1 --json runs/pipeline_bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.ros_processes import ROOT, node_argv, start_process, stop_process, use_ros_env_here
+
+HOME_Q = (0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0)  # the fake UR controller's start pose
+TASKS = ("put the red block in the bowl", "open the drawer")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="amplify-benchmark-pipeline", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", nargs="+", default=["128x128", "640x480"],
+                   help="camera image sizes WIDTHxHEIGHT (default 128x128 640x480)")
+    p.add_argument("--duration", type=float, default=15.0, help="measured seconds per size (default 15)")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds after the first command before measuring")
+    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
+                   help="onnx: the models exported with amplify_core.export (deployment); torch: .pt checkpoints")
+    p.add_argument("--reliability", choices=["reliable", "best_effort"], default="reliable",
+                   help="camera QoS reliability of both model nodes (default reliable, the nodes' default)")
+    p.add_argument("--depth", type=int, default=2, help="camera QoS depth of both model nodes (default 2)")
+    p.add_argument("--jitter-ms", type=float, default=5.0, help="fake camera stamp jitter (default 5 ms)")
+    p.add_argument("--startup-timeout", type=float, default=90.0, help="seconds to wait for the first command")
+    p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    p.add_argument("--keep-logs", type=Path, default=None, help="write the nodes' logs into this folder")
+    return p
+
+
+def tiny_checkpoints(out_dir: Path, image_size: int = 128, seed: int = 0, tasks=TASKS,
+                     task_codes: dict[str, int] | None = None) -> dict:
+    """Forward + inverse checkpoints of the `tiny` config with random weights, and a task-embedding cache
+    pre-filled for ``tasks`` (random unit vectors) so no text encoder is loaded.
+
+    ``task_codes`` {task: code}: fit the forward model (vision frozen, ~2 s) to predict that code at every
+    position for the fake cameras' first frame -- an untrained network's greedy codes hardly depend on the
+    task (its attention averages ~50 conditioning tokens), so tests of a task change need this."""
+    import torch
+
+    from amplify_core.checkpoint import save_checkpoint
+    from amplify_core.configs import load_config
+    from amplify_core.forward_dynamics import ForwardDynamics
+    from amplify_core.inverse_dynamics import InverseDynamics
+    from amplify_core.normalization import Normalizer
+    from amplify_core.text import TextEmbeddingCache
+    from amplify_core.ur5 import default_kinematics
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = load_config("tiny")
+    cfg.forward.vision.image_size = cfg.inverse.vision.image_size = image_size
+    torch.manual_seed(seed)
+    fwd = ForwardDynamics(cfg.forward, 3, 1920, 15)
+    inv = InverseDynamics(cfg.inverse, 3, 1920, 15)
+    meta = {"views": ["front", "side", "corner"], "image_shape": [3, image_size, image_size]}
+    home = np.asarray(default_kinematics().fk_pose(np.array(HOME_Q)), np.float64)
+    # actions near the start pose (std 2 cm / 0.02 rad): random weights then give small, valid moves
+    action_norm = Normalizer(np.r_[home, 0.5], np.r_[[0.02] * 6, 0.5]).to_dict()
+    proprio_norm = Normalizer(np.r_[HOME_Q, 0.5], np.full(7, 0.5)).to_dict()
+    paths = {"forward": out_dir / "forward.pt", "inverse": out_dir / "inverse.pt", "text_cache": out_dir / "text.npz"}
+    save_checkpoint(paths["forward"], fwd, {**meta, "text_encoder": "minilm"})
+    save_checkpoint(paths["inverse"], inv, {**meta, "proprio_norm": proprio_norm, "action_norm": action_norm,
+                                            "use_codes": True})
+    cache = TextEmbeddingCache(paths["text_cache"], "minilm")
+    rng = np.random.default_rng(seed)
+    for task in tasks:
+        emb = rng.normal(size=cfg.forward.text_dim).astype(np.float32)
+        cache._table[task] = emb / np.linalg.norm(emb)  # stands in for what the encoder would have stored
+    cache.save()
+    if task_codes:
+        fit_task_codes(fwd, {t: cache([t])[0] for t in task_codes}, task_codes, image_size)
+        save_checkpoint(paths["forward"], fwd, {**meta, "text_encoder": "minilm"})
+    return paths
+
+
+def fit_task_codes(fwd, embeddings: dict, task_codes: dict, image_size: int, steps: int = 60) -> None:
+    """Teacher-forced fit of everything but the vision encoder: task -> a constant code sequence."""
+    import torch
+
+    from amplify_ros.fake_cameras_node import render
+
+    frames = [np.stack([render(image_size, image_size, 0, 1, v).transpose(2, 0, 1) for v in range(3)])]
+    with torch.no_grad():
+        image_tokens = fwd.vision(torch.from_numpy(np.stack(frames)))
+    n = len(task_codes)
+    tokens = image_tokens.expand(n, -1, -1)
+    text = torch.from_numpy(np.stack([embeddings[t] for t in task_codes]))
+    codes = torch.tensor([[c] * fwd.code_length for c in task_codes.values()])
+    params = [p for name, p in fwd.named_parameters() if not name.startswith("vision.")]
+    opt = torch.optim.Adam(params, 3e-3)
+    fwd.train()
+    for _ in range(steps):  # ForwardDynamics.forward with the image tokens computed once
+        cond = torch.cat([tokens, (fwd.text_proj(text) + fwd.text_type[0]).unsqueeze(1)], dim=1)
+        inputs = torch.cat([fwd._sos(n, "cpu"), codes[:, :-1]], dim=1)
+        x = torch.cat([cond, fwd._code_tokens(inputs, 0)], dim=1)
+        logits, _ = fwd._run(x, fwd.block_causal_mask(cond.shape[1], fwd.code_length), None)
+        loss = fwd.loss(logits[:, cond.shape[1]:], codes)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    fwd.eval()
+
+
+class Recorder:
+    """This program's node: publishes /joint_states, records /ur5/command and /amplify/status."""
+
+    def __init__(self):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import String
+        from trajectory_msgs.msg import JointTrajectory
+
+        from amplify_core.ur5 import JOINT_NAMES
+
+        self.rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("pipeline_benchmark", context=self.context)
+        self.lock = threading.Lock()
+        self.commands: list[tuple[float, int]] = []  # (monotonic receive, latency ns)
+        self.status: list[tuple[float, dict]] = []
+        self.node.create_subscription(JointTrajectory, "/ur5/command", self._on_command, 10)
+        self.node.create_subscription(String, "/amplify/status", self._on_status, 10)
+        pub = self.node.create_publisher(JointState, "/joint_states", 10)
+        state = JointState(name=list(JOINT_NAMES), position=list(HOME_Q))
+        self.node.create_timer(0.02, lambda: pub.publish(state))
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_command(self, msg) -> None:
+        now = time.time_ns()
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self.lock:
+            self.commands.append((time.monotonic(), now - stamp))
+
+    def _on_status(self, msg) -> None:
+        with self.lock:
+            self.status.append((time.monotonic(), json.loads(msg.data)))
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.rclpy.shutdown(context=self.context)
+
+
+def run_size(width: int, height: int, models: dict, args, log_dir: Path) -> dict:
+    use_ros_env_here()
+    qos = {"camera_reliability": f"[{args.reliability}]", "camera_depth": f"[{args.depth}]"}
+    model = {"onnx_dir": str(models["onnx"])} if args.backend == "onnx" else {}
+    config = ROOT / "config"
+    procs = {
+        "cameras": node_argv("amplify_ros.fake_cameras_node", config / "fake_cameras.yaml", width=width,
+                             height=height, jitter_ms=args.jitter_ms),
+        "forward": node_argv("amplify_ros.forward_dynamics_node", config / "forward_dynamics.yaml",
+                             checkpoint=str(models["forward"]), text_cache=str(models["text_cache"]), task=TASKS[0],
+                             **model, **qos),
+        "inverse": node_argv("amplify_ros.inverse_dynamics_node", config / "inverse_dynamics.yaml",
+                             checkpoint=str(models["inverse"]), **model, **qos),
+    }
+    recorder = Recorder()
+    running = {}
+    try:
+        for name, argv in procs.items():
+            running[name] = start_process(argv, log_dir / f"{name}_{width}x{height}.log")
+        deadline = time.monotonic() + args.startup_timeout
+        while not recorder.commands:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no /ur5/command within {args.startup_timeout} s; logs in {log_dir}")
+            dead = [n for n, p in running.items() if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"{dead} exited; logs in {log_dir}")
+            time.sleep(0.2)
+        time.sleep(args.warmup)
+        t0 = time.monotonic()
+        time.sleep(args.duration)
+        t1 = time.monotonic()
+        with recorder.lock:
+            commands = [lat for t, lat in recorder.commands if t0 <= t < t1]
+            status = [s for t, s in recorder.status if t0 <= t < t1]
+    finally:
+        recorder.close()
+        for p in running.values():
+            stop_process(p)
+    fwd = [s for s in status if s.get("node") == "forward_dynamics"]
+    if not fwd or not commands:
+        raise RuntimeError(f"no status or no commands in the measured window; logs in {log_dir}")
+    lat = np.array(commands) / 1e6
+    return {
+        "size": f"{width}x{height}", "backend": args.backend, "reliability": args.reliability, "depth": args.depth,
+        "camera_rate_hz": round(statistics.mean(statistics.mean(s["camera_rate_hz"].values()) for s in fwd), 1),
+        "synced_rate_hz": round(statistics.mean(s["synced_rate_hz"] for s in fwd), 1),
+        "codes_rate_hz": round(statistics.mean(s["achieved_rate_hz"] for s in fwd), 1),
+        "control_rate_hz": round(len(commands) / (t1 - t0), 1),
+        "latency_median_ms": round(float(np.median(lat)), 1),
+        "latency_p99_ms": round(float(np.percentile(lat, 99)), 1),
+        "commands": len(commands),
+    }
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    sizes = []
+    for s in args.sizes:
+        try:
+            w, h = (int(v) for v in s.lower().split("x"))
+        except ValueError:
+            print(f"--sizes: {s!r} is not WIDTHxHEIGHT", file=sys.stderr)
+            return 2
+        sizes.append((w, h))
+    with tempfile.TemporaryDirectory(prefix="amplify_pipeline_bench_") as tmp:
+        tmp = Path(tmp)
+        log_dir = args.keep_logs or tmp
+        log_dir.mkdir(parents=True, exist_ok=True)
+        models = tiny_checkpoints(tmp / "models")
+        if args.backend == "onnx":
+            from amplify_core.export import export_policy
+
+            models["onnx"] = export_policy(models["inverse"], models["forward"], tmp / "onnx")
+        results = []
+        for w, h in sizes:
+            try:
+                results.append(run_size(w, h, models, args, log_dir))
+            except RuntimeError as exc:
+                print(f"{w}x{h}: FAILED: {exc}", file=sys.stderr)
+                return 1
+    header = (f"{'camera':>9} {'backend':>7} {'QoS':>14} {'camera Hz':>9} {'triples Hz':>10} {'control Hz':>10} "
+              f"{'latency median':>14} {'p99':>8}")
+    print(header)
+    for r in results:
+        print(f"{r['size']:>9} {r['backend']:>7} {r['reliability'] + '/' + str(r['depth']):>14} "
+              f"{r['camera_rate_hz']:>9.1f} {r['synced_rate_hz']:>10.1f} {r['control_rate_hz']:>10.1f} "
+              f"{r['latency_median_ms']:>11.1f} ms {r['latency_p99_ms']:>5.1f} ms")
+    ok = all(r["control_rate_hz"] >= 20 * 0.95 and r["latency_p99_ms"] <= 100 for r in results)
+    print(f"targets (control >= 20 Hz, p99 <= 100 ms): {'met' if ok else 'NOT met'}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
