@@ -38,7 +38,8 @@ import threading
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+import rclpy
+from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import JointState
@@ -122,11 +123,15 @@ class UR5DriverNode(Node):
         if p["input_mode"] in ("action_chunk", "both"):
             self.create_subscription(JointTrajectory, "/policy/action_chunk", self.on_chunk, 10)
             self.create_timer(1.0 / p["control_rate"], self.on_control_tick)
-        # services may block (a reconnect waits for the robot process); their own group keeps the timers and
-        # subscriptions running on the executor's other thread meanwhile
-        services = MutuallyExclusiveCallbackGroup()
-        self.create_service(SetBool, "/ur5/enable", self.on_enable, callback_group=services)
-        self.create_service(Trigger, "/ur5/reconnect", self.on_reconnect, callback_group=services)
+        # The node spins on a single-threaded executor: rclpy's multi-threaded one added ~4 ms median and ~10 ms
+        # p99 to every command (measured, docs/ur5_driver.md). A reconnect blocks for seconds, so the services
+        # live on a companion node with its own executor thread and never hold up commands, timers or status.
+        self.service_node = rclpy.create_node(f"{self.get_name()}_services", context=self.context)
+        self.service_node.create_service(SetBool, "/ur5/enable", self.on_enable)
+        self.service_node.create_service(Trigger, "/ur5/reconnect", self.on_reconnect)
+        self._service_executor = SingleThreadedExecutor(context=self.context)
+        self._service_executor.add_node(self.service_node)
+        threading.Thread(target=self._spin_services, name="ur5_services", daemon=True).start()
         self.create_timer(1.0 / p["state_publish_rate"], self.publish_state)
         self.create_timer(1.0 / p["status_rate"], self.publish_status)
 
@@ -158,6 +163,12 @@ class UR5DriverNode(Node):
         if not ok:
             self.get_logger().error(f"UR connection failed: {message}")
         return ok, message
+
+    def _spin_services(self) -> None:
+        try:
+            self._service_executor.spin()
+        except (ExternalShutdownException, ShutdownException):
+            pass
 
     def on_reconnect(self, request, response):
         response.success, response.message = self.connect()
@@ -260,14 +271,16 @@ class UR5DriverNode(Node):
     def shutdown(self, reason: str) -> None:
         """servoStop + stopScript + disconnect in the robot process, bounded by stop_timeout."""
         self.robot.stop(reason)
+        self._service_executor.shutdown(timeout_sec=1.0)
+        self.service_node.destroy_node()
 
 
 def main(args=None) -> None:
-    # executor threads, timers and the robot-process reader share one GIL; the default 5 ms switch interval would
+    # the executor, the first-connect thread and the robot-process reader share one GIL; the default 5 ms switch interval would
     # let a command wait up to 5 ms behind a timer callback
     sys.setswitchinterval(0.001)
     # on every exit path: servoStop + stopScript + disconnect, whatever happened
-    run_node(UR5DriverNode, args, threads=2, before_destroy=lambda node: node.shutdown("node shutdown"))
+    run_node(UR5DriverNode, args, threads=1, before_destroy=lambda node: node.shutdown("node shutdown"))
 
 
 if __name__ == "__main__":

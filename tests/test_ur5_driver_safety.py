@@ -61,3 +61,22 @@ def test_interpolator_respects_speed_caps_and_arrives():
         assert dist <= 0.1 * 0.008 + 1e-12 and angle <= 0.5 * 0.008 + 1e-9
         previous = sp
     assert np.allclose(interp.setpoint, target, atol=1e-9)
+
+
+def test_disable_nagle_sets_nodelay_only_on_sockets_to_that_peer():
+    import socket
+
+    from amplify_ros.robot.rtde_connection import disable_nagle
+
+    servers = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    clients = [socket.create_connection(s.getsockname()) for s in servers]
+    try:
+        port = servers[0].getsockname()[1]
+        assert all(c.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0 for c in clients)
+        assert disable_nagle("127.0.0.1", port) == 1
+        assert clients[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert clients[1].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0  # another peer: untouched
+        clients[0].sendall(b"still open")  # only the duplicate descriptor was closed
+    finally:
+        for s in clients + servers:
+            s.close()

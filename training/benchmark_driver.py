@@ -14,11 +14,12 @@ as processes, on its own ROS_DOMAIN_ID with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALH
   arrival times), target >= the configured rtde_frequency (125 Hz on CB3);
 * command-to-controller latency, median and p99, target p99 <= 10 ms. Method: the commanded pose zig-zags in
   y by +-amplitude, so every command reverses the direction of the interpolated setpoint. Command k's latency
-  is from just before it is published (time.monotonic() here) to the arrival at the fake controller (its
-  time.monotonic(), logged per servo command, read back with the dashboard command ``fake servo log``) of the
-  first servoL that moves toward it. CLOCK_MONOTONIC is system-wide on Linux, so both ends share one clock.
-  It includes ROS transport, the node, the pipe to the robot process, the wait for the next servo period
-  (up to 1/rtde_frequency) and ur-rtde's RTDE write.
+  is from just before it is published (time.monotonic() here) to the arrival at the fake controller (the
+  kernel's receive stamp of the RTDE package, SO_TIMESTAMPNS, on the CLOCK_MONOTONIC scale; logged per servo
+  command, read back with the dashboard command ``fake servo log``) of the first servoL that moves toward it.
+  CLOCK_MONOTONIC is system-wide on Linux, so both ends share one clock.
+  It includes ROS transport, the node, the pipe to the robot process, the servo loop (woken by a new command
+  with servo_wake_on_command, the default; else up to 1/rtde_frequency later) and ur-rtde's RTDE write.
 
 The fake controller's ports are fixed (30004, 30003, 29999): nothing else may listen on them. Exit code 0 when
 the figures were measured (whether or not they meet the targets), 1 when the run failed.

@@ -117,9 +117,11 @@ class FakeURController:
             return self.kin.fk_pose(self.q)
 
     # ---- inputs written by clients -----------------------------------------------------------------
-    def apply_inputs(self, values: dict) -> None:
-        """A client's RTDE data package: update registers and IO, then run the control script's step."""
-        received = time.monotonic()  # before the lock: the tick thread may hold it for a while
+    def apply_inputs(self, values: dict, received: float | None = None) -> None:
+        """A client's RTDE data package: update registers and IO, then run the control script's step.
+
+        ``received``: its arrival time (time.monotonic clock; the server passes the kernel's receive stamp)."""
+        received = time.monotonic() if received is None else received
         with self.lock:
             self.inputs.update(values)
             self._apply_io(values)

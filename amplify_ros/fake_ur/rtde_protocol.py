@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
 # Message types (ASCII codes).
 REQUEST_PROTOCOL_VERSION = ord("V")
@@ -131,7 +132,39 @@ def read_exactly(sock: socket.socket, n: int) -> bytes:
 
 
 def read_message(sock: socket.socket) -> tuple[int, bytes]:
-    size, kind = HEADER.unpack(read_exactly(sock, HEADER.size))
+    kind, payload, _ = read_message_timed(sock)
+    return kind, payload
+
+
+# Linux SO_TIMESTAMPNS / SCM_TIMESTAMPNS (not exported by the socket module): the kernel stamps each received
+# segment with CLOCK_REALTIME. The fake reports arrival times from these stamps, so the Python thread's own wake-up
+# delay (the GIL, shared with the tick thread) is not counted as latency of the client under test.
+SO_TIMESTAMPNS = 35
+
+
+def enable_arrival_stamps(sock: socket.socket) -> bool:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        return True
+    except OSError:  # not Linux
+        return False
+
+
+def read_message_timed(sock: socket.socket) -> tuple[int, bytes, float]:
+    """One RTDE message and the ``time.monotonic()`` at which its first bytes reached the kernel (when arrival
+    stamps are enabled on ``sock``; else the time it was read)."""
+    data, ancdata, _, _ = sock.recvmsg(HEADER.size, socket.CMSG_SPACE(16))
+    read_at_wall, read_at = time.time(), time.monotonic()
+    if not data:
+        raise ConnectionError("peer closed the connection")
+    arrival = read_at
+    for level, kind, cdata in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= 16:
+            sec, nsec = struct.unpack("qq", cdata[:16])
+            arrival = read_at - max(0.0, read_at_wall - (sec + nsec * 1e-9))
+    if len(data) < HEADER.size:
+        data += read_exactly(sock, HEADER.size - len(data))
+    size, kind = HEADER.unpack(data)
     if size < HEADER.size:
         raise ProtocolError(f"RTDE message size {size} is smaller than its header")
-    return kind, read_exactly(sock, size - HEADER.size)
+    return kind, read_exactly(sock, size - HEADER.size), arrival

@@ -132,16 +132,17 @@ class FakeURServer:
     def _serve_rtde(self, conn: socket.socket) -> None:
         session = _RtdeSession(conn)
         conn.settimeout(None)
+        rp.enable_arrival_stamps(conn)
         try:
             while not self._stop.is_set():
-                kind, payload = rp.read_message(conn)
-                self._handle_rtde(session, kind, payload)
+                kind, payload, arrival = rp.read_message_timed(conn)
+                self._handle_rtde(session, kind, payload, arrival)
         finally:
             with self._lock:
                 if session in self._sessions:
                     self._sessions.remove(session)
 
-    def _handle_rtde(self, s: _RtdeSession, kind: int, payload: bytes) -> None:
+    def _handle_rtde(self, s: _RtdeSession, kind: int, payload: bytes, arrival: float) -> None:
         if kind == rp.REQUEST_PROTOCOL_VERSION:
             s.send(kind, struct.pack(">B", 1))
         elif kind == rp.GET_URCONTROL_VERSION:
@@ -175,7 +176,7 @@ class FakeURServer:
             recipe = s.inputs.get(payload[0]) if payload else None
             if recipe is None:
                 raise rp.ProtocolError(f"data package for unknown input recipe {payload[:1]!r}")
-            self.controller.apply_inputs(recipe.unpack(payload))
+            self.controller.apply_inputs(recipe.unpack(payload), arrival)
         else:
             log.warning("unhandled RTDE message type %r", chr(kind))
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import os
 import socket
 import struct
 import threading
@@ -163,6 +164,7 @@ class RobotConnection:
             self.receive, self.control, self.io = result["receive"], result["control"], result["io"]
             self._last_stamp, self._stamp_seen = None, time.monotonic()
         self.last_error = ""
+        log.info("TCP_NODELAY set on %d RTDE sockets", disable_nagle(self.host, RTDE_PORT))
         log.info("connected to UR controller %s", self.host)
 
     def disconnect(self) -> None:
@@ -236,3 +238,30 @@ class RobotConnection:
 
     def stop_script(self) -> bool:
         return self._call("stopScript", lambda: self.control.stopScript() or True)
+
+
+
+def disable_nagle(host: str, port: int) -> int:
+    """Set TCP_NODELAY on this process's TCP sockets connected to ``host:port``; returns how many.
+
+    ur-rtde leaves Nagle's algorithm on for its RTDE sockets, so a servo command (a ~100-byte write) waits in the
+    kernel until the controller acknowledges the previous one, and the controller's ACK tends to wait for its
+    next data package. Measured against the fake controller: +3 ms median and +5 ms p99 on every command
+    (docs/ur5_driver.md). ur-rtde exposes no option, so the sockets are found through /proc/self/fd.
+    """
+    count, peer = 0, (socket.gethostbyname(host), port)
+    for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))  # a duplicate: closing it leaves ur-rtde's fd alone
+        except (OSError, ValueError):
+            continue  # not a socket, or already closed
+        try:
+            if sock.type == socket.SOCK_STREAM and sock.family == socket.AF_INET and \
+                    sock.getpeername() == peer:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                count += 1
+        except OSError:
+            pass  # not connected
+        finally:
+            sock.close()
+    return count
