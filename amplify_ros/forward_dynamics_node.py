@@ -56,7 +56,11 @@ PARAMETERS = {
     "task_topic": ("/task", text_param("std_msgs/String topic carrying the task instruction")),
     "codes_topic": ("/amplify/codes", text_param("JointTrajectory topic of the predicted motion codes")),
     "text_cache": ("", text_param("npz cache of task embeddings (amplify_core.text); empty = in memory only")),
+    "unseen_tasks": ("refuse", text_param(
+        "a task the checkpoint was not trained on (its recorded task list): refuse = publish nothing and say why "
+        "(the arm stops); allow = run it anyway, zero-shot")),
 }
+UNSEEN_TASKS = ("refuse", "allow")
 
 
 class ForwardModel:
@@ -83,6 +87,7 @@ class ForwardModel:
         self.views = list(meta["views"])
         self.image_shape = tuple(meta["image_shape"])  # (3, H, W)
         self.text_encoder, self.t5_path = meta.get("text_encoder", "minilm"), meta.get("t5_path")
+        self.tasks = meta.get("tasks")  # the instructions it was trained on (None: not recorded)
 
     def predict(self, images: list[np.ndarray], text: np.ndarray) -> np.ndarray:
         """[uint8 (H, W, 3)] in view order, text (1, D) -> int64 codes (L,)."""
@@ -101,6 +106,8 @@ class ForwardDynamicsNode(Node):
     def __init__(self):
         super().__init__("forward_dynamics")
         p = self.p = declare(self, PARAMETERS)
+        if p["unseen_tasks"] not in UNSEEN_TASKS:
+            raise ValueError(f"parameter unseen_tasks must be one of {UNSEEN_TASKS}, got {p['unseen_tasks']!r}")
         set_threads(p["num_threads"])
         self.reasons = ReasonLog(self.get_logger())
         self.model, self.model_error = load_or_explain(
@@ -113,7 +120,8 @@ class ForwardDynamicsNode(Node):
         self._embedding_threads: dict[str, threading.Thread] = {}
         self._text_cache = None
 
-        sensors = MutuallyExclusiveCallbackGroup()  # frames keep arriving while the model runs
+        # separate groups: safe under a multi-threaded executor too (run_node spins single-threaded, measured faster)
+        sensors = MutuallyExclusiveCallbackGroup()
         self.cameras = CameraInputs(self, p, sensors)
         self.create_subscription(String, p["task_topic"], self.on_task, 10, callback_group=sensors)
         self.add_on_set_parameters_callback(self.on_parameters)
@@ -176,6 +184,11 @@ class ForwardDynamicsNode(Node):
         task = self.task
         if not task:
             return self.reasons.idle(f"no task (parameter task or topic {self.p['task_topic']})")
+        if self.model.tasks and task not in self.model.tasks and self.p["unseen_tasks"] != "allow":
+            return self.reasons.idle(
+                f"task {task!r} is not one of the {len(self.model.tasks)} tasks the checkpoint was trained on "
+                f"({self.model.tasks[:5]}{' ...' if len(self.model.tasks) > 5 else ''}); parameter unseen_tasks:=allow "
+                f"runs it zero-shot")
         if task in self._embedding_errors:
             return self.reasons.idle(f"task {task!r} has no embedding ({self._embedding_errors[task]})")
         text = self._embeddings.get(task)
@@ -213,7 +226,9 @@ class ForwardDynamicsNode(Node):
 
 
 def main(args=None) -> None:
-    run_node(ForwardDynamicsNode, args, threads=3)
+    # single-threaded: rclpy's multi-threaded executor costs more per callback than it gains on 2 cores
+    # (amplify-benchmark-pipeline, 128x128: p99 58 ms single-threaded vs 213 ms with 3 threads)
+    run_node(ForwardDynamicsNode, args)
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ class InverseDynamicsNode(Node):
         sensors = MutuallyExclusiveCallbackGroup()
         self.cameras = CameraInputs(self, p, sensors)
         self.create_subscription(JointState, p["joint_states_topic"], self.on_joint_state, 10, callback_group=sensors)
-        # inference runs in its own group so the control tick is never delayed by it
+        # inference in its own group: under a multi-threaded executor the control tick would not wait for it
         self.create_subscription(JointTrajectory, p["codes_topic"], self.on_codes, 10,
                                  callback_group=MutuallyExclusiveCallbackGroup())
         self.chunk_pub = self.create_publisher(JointTrajectory, p["chunk_topic"], 10)
@@ -272,7 +272,9 @@ class InverseDynamicsNode(Node):
 
 
 def main(args=None) -> None:
-    run_node(InverseDynamicsNode, args, threads=3)
+    # single-threaded: rclpy's multi-threaded executor costs more per callback than it gains on 2 cores
+    # (amplify-benchmark-pipeline, 128x128: p99 58 ms single-threaded vs 213 ms with 3 threads)
+    run_node(InverseDynamicsNode, args)
 
 
 if __name__ == "__main__":

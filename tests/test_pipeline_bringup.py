@@ -94,6 +94,23 @@ def test_cameras_to_moving_arm_task_change_and_camera_stop(checkpoints, tmp_path
             after = codes_after(probe, t_task + 0.3)
             assert len(after) >= 3 and set(after) == {(200.0,) * 15}  # the new task's codes, from the next step on
 
+            # an instruction the checkpoint was not trained on: refused with a reason, no codes, the arm stops
+            task_pub.publish(String(data="fold the laundry"))
+            t_unknown = time.monotonic()
+            reason = probe.wait_for(lambda: [s["idle_reason"] for s in probe.statuses("forward_dynamics")
+                                             if "'fold the laundry' is not one of the 2 tasks" in (s["idle_reason"] or "")],
+                                    10, "the forward node refusing the unknown task")[-1]
+            assert "unseen_tasks:=allow" in reason
+            time.sleep(1.0)
+            assert not codes_after(probe, t_unknown + 0.3)
+            still = joints(probe, time.monotonic() - 0.4)
+            assert len(still) > 5 and np.abs(still[-1][1] - still[0][1]).max() < 1e-5, "arm moves on an unknown task"
+            task_pub.publish(String(data=TASKS[0]))  # a known task again: codes and motion resume
+            t_known = time.monotonic()
+            probe.wait_for(lambda: (100.0,) * 15 in codes_after(probe, t_known), 10, "codes of the known task again")
+            probe.wait_for(lambda: len(j := joints(probe, t_known)) > 1 and np.abs(j[-1][1] - j[0][1]).max() > 1e-4,
+                           10, "the arm moving again")
+
             # stop one camera: commands stop, the driver's watchdog stops the arm
             assert probe.call(SetBool, "/cameras/side/enable", SetBool.Request(data=False)).success
             t_stop = time.monotonic()

@@ -83,12 +83,13 @@ def tiny_checkpoints(out_dir: Path, image_size: int = 128, seed: int = 0, tasks=
     fwd = ForwardDynamics(cfg.forward, 3, 1920, 15)
     inv = InverseDynamics(cfg.inverse, 3, 1920, 15)
     meta = {"views": ["front", "side", "corner"], "image_shape": [3, image_size, image_size]}
+    fwd_meta = {**meta, "text_encoder": "minilm", "tasks": sorted(tasks)}
     home = np.asarray(default_kinematics().fk_pose(np.array(HOME_Q)), np.float64)
     # actions near the start pose (std 2 cm / 0.02 rad): random weights then give small, valid moves
     action_norm = Normalizer(np.r_[home, 0.5], np.r_[[0.02] * 6, 0.5]).to_dict()
     proprio_norm = Normalizer(np.r_[HOME_Q, 0.5], np.full(7, 0.5)).to_dict()
     paths = {"forward": out_dir / "forward.pt", "inverse": out_dir / "inverse.pt", "text_cache": out_dir / "text.npz"}
-    save_checkpoint(paths["forward"], fwd, {**meta, "text_encoder": "minilm"})
+    save_checkpoint(paths["forward"], fwd, fwd_meta)
     save_checkpoint(paths["inverse"], inv, {**meta, "proprio_norm": proprio_norm, "action_norm": action_norm,
                                             "use_codes": True})
     cache = TextEmbeddingCache(paths["text_cache"], "minilm")
@@ -99,7 +100,7 @@ def tiny_checkpoints(out_dir: Path, image_size: int = 128, seed: int = 0, tasks=
     cache.save()
     if task_codes:
         fit_task_codes(fwd, {t: cache([t])[0] for t in task_codes}, task_codes, image_size)
-        save_checkpoint(paths["forward"], fwd, {**meta, "text_encoder": "minilm"})
+        save_checkpoint(paths["forward"], fwd, fwd_meta)
     return paths
 
 
