@@ -46,7 +46,9 @@ def camera_qos(reliability: str, depth: int, name: str = "camera_reliability") -
 class CameraInputs:
     """The camera subscriptions of a node and their synchroniser (thread-safe)."""
 
-    def __init__(self, node: Node, p: dict, callback_group):
+    def __init__(self, node: Node, p: dict, callback_group, on_new_set=None):
+        """``on_new_set()`` is called after each newly synchronised set (outside the lock)."""
+        self.on_new_set = on_new_set
         views, topics = list(p["views"]), list(p["camera_topics"])
         if len(views) != len(topics):
             raise ValueError(f"parameters views {views} and camera_topics {topics} must have the same length")
@@ -67,8 +69,11 @@ class CameraInputs:
     def _on_image(self, view: str, msg: Image) -> None:
         self.rates[view].tick()
         with self.lock:
-            if self.sync.add(view, stamp_to_ns(msg.header.stamp), msg) is not None:
-                self.synced_rate.tick()
+            new_set = self.sync.add(view, stamp_to_ns(msg.header.stamp), msg) is not None
+        if new_set:
+            self.synced_rate.tick()
+            if self.on_new_set is not None:
+                self.on_new_set()
 
     def latest(self):
         with self.lock:

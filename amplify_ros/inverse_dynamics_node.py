@@ -148,7 +148,11 @@ class InverseDynamicsNode(Node):
         self.gripper_command = 0.0
 
         sensors = MutuallyExclusiveCallbackGroup()
-        self.cameras = CameraInputs(self, p, sensors)
+        self.cameras = CameraInputs(self, p, sensors, on_new_set=self._retry_pending)
+        # Codes (a few bytes) can overtake their frames (~1 MB each at 640x480): they wait here for those frames
+        # instead of being dropped. (stamp ns, codes); a newer code message replaces it.
+        self.pending: tuple[int, np.ndarray] | None = None
+        self.pending_lock = threading.Lock()
         self.create_subscription(JointState, p["joint_states_topic"], self.on_joint_state, 10, callback_group=sensors)
         # inference in its own group: under a multi-threaded executor the control tick would not wait for it
         self.create_subscription(JointTrajectory, p["codes_topic"], self.on_codes, 10,
@@ -196,9 +200,34 @@ class InverseDynamicsNode(Node):
         codes = np.rint(np.asarray(msg.points[0].positions)).astype(np.int64)
         obs = self.cameras.lookup(stamp)
         if obs is None:
-            self.unmatched_codes += 1
-            return self.reasons.idle(f"no synchronised frames with the stamp of the codes ({stamp} ns); "
-                                     f"check that both nodes subscribe the same cameras")
+            with self.pending_lock:
+                replaced, self.pending = self.pending, (stamp, codes)
+            if replaced is not None:
+                self._unmatched(replaced[0])
+            return
+        self._act(stamp, codes, obs)
+
+    def _retry_pending(self) -> None:
+        with self.pending_lock:
+            if self.pending is None:
+                return
+            stamp, codes = self.pending
+            obs = self.cameras.lookup(stamp)
+            expired = obs is None and self.get_clock().now().nanoseconds - stamp > self.p["max_observation_age"] * 1e9
+            if obs is not None or expired:
+                self.pending = None
+        if obs is not None:
+            self._act(stamp, codes, obs)
+        elif expired:
+            self._unmatched(stamp)
+
+    def _unmatched(self, stamp: int) -> None:
+        self.unmatched_codes += 1
+        self.reasons.idle(f"no synchronised frames with the stamp of the codes ({stamp} ns); "
+                          f"check that both nodes subscribe the same cameras")
+
+    def _act(self, stamp: int, codes: np.ndarray, obs) -> None:
+        """Chunk from the codes and their observation, then the ensembled command at once."""
         q = self.proprio()
         if isinstance(q, str):
             return self.reasons.idle(q)

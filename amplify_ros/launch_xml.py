@@ -8,7 +8,7 @@ Supported (anything else is refused with the tag or substitution named, so a lau
 the robot than what the tests exercised):
   <launch>, <arg name default? description?>,
   <node pkg exec name? namespace? output? args?> with <param name value/> | <param from="file.yaml"/> and
-  <remap from to/>, <executable cmd output? name?>,
+  <remap from to/>, <executable cmd output? name?>, <set_env name value> (for the processes after it),
   substitutions $(var NAME) and $(find-pkg-share PKG).
 A launch argument without a default is required.
 """
@@ -41,6 +41,7 @@ class LaunchProcess:
     arguments: list[str] = field(default_factory=list)
     params: list[tuple] = field(default_factory=list)   # ("file", path) | ("value", name, value), in order
     remaps: list[tuple[str, str]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)   # from the <set_env> before it
 
     def ros_arguments(self) -> list[str]:
         """The ``--ros-args ...`` launch_ros would pass (file parameters first, then single values, in order)."""
@@ -104,6 +105,7 @@ def read_launch(path: str | Path, arguments: dict[str, str] | None = None,
     if root.tag != "launch":
         raise LaunchError(f"{path}: root element is <{root.tag}>, expected <launch>")
     args: dict[str, str] = {}
+    env: dict[str, str] = {}
     processes: list[LaunchProcess] = []
     for i, el in enumerate(root):
         where = f"{path.name}: element {i + 1} <{el.tag}>"
@@ -121,7 +123,7 @@ def read_launch(path: str | Path, arguments: dict[str, str] | None = None,
             a = _attrs(el, {"pkg", "exec", "name", "namespace", "output", "args"}, {"pkg", "exec"}, where)
             sub = {k: _substitute(v, args, shares, where) for k, v in a.items()}
             proc = LaunchProcess("node", sub["exec"], sub["pkg"], sub.get("name"), sub.get("namespace"),
-                                 sub.get("output", "log"), shlex.split(sub.get("args", "")))
+                                 sub.get("output", "log"), shlex.split(sub.get("args", "")), env=dict(env))
             for child in el:
                 cw = f"{where} <{child.tag}>"
                 if child.tag == "param":
@@ -144,7 +146,10 @@ def read_launch(path: str | Path, arguments: dict[str, str] | None = None,
             if not words:
                 raise LaunchError(f"{where}: empty cmd")
             processes.append(LaunchProcess("executable", words[0], name=a.get("name"), output=a.get("output", "log"),
-                                           arguments=words[1:]))
+                                           arguments=words[1:], env=dict(env)))
+        elif el.tag == "set_env":
+            a = _attrs(el, {"name", "value"}, {"name", "value"}, where)
+            env[a["name"]] = _substitute(a["value"], args, shares, where)
         else:
             raise LaunchError(f"{where}: <{el.tag}> is not supported by amplify_ros.launch_xml")
     if given:

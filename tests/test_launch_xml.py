@@ -73,3 +73,19 @@ def test_remaps_namespace_and_unsupported_pieces(tmp_path):
         f.write_text(f"<launch>{body}</launch>")
         with pytest.raises(LaunchError, match=message):
             read_launch(f)
+
+
+def test_set_env_reaches_the_processes_after_it_and_both_launch_files_set_the_dds_profile(tmp_path):
+    f = tmp_path / "env.launch.xml"
+    f.write_text('<launch><arg name="v" default="1"/><executable cmd="first"/>'
+                 '<set_env name="X" value="$(var v)"/><executable cmd="second"/></launch>')
+    first, second = read_launch(f, {"v": "7"})
+    assert first.env == {} and second.env == {"X": "7"}
+    profile = ROOT / "config" / "fastdds.xml"
+    for launch, args in [("amplify.launch.xml", {"robot_ip": "192.168.1.10", **CKPT}),
+                         ("amplify_fake.launch.xml", CKPT)]:
+        procs = read_launch(ROOT / "launch" / launch, args)
+        assert procs and all(p.env["FASTRTPS_DEFAULT_PROFILES_FILE"] == str(profile) for p in procs), launch
+    assert "<segment_size>" in profile.read_text()
+    custom = read_launch(ROOT / "launch/amplify_fake.launch.xml", {**CKPT, "dds_profile": "/etc/my_dds.xml"})
+    assert {p.env["FASTRTPS_DEFAULT_PROFILES_FILE"] for p in custom} == {"/etc/my_dds.xml"}

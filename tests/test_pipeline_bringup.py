@@ -41,7 +41,7 @@ def start_launch(launch_file, arguments, log_dir):
     for p in procs:
         name = p.name or p.executable
         started[name] = start_process(command_line(p, Path(sys.executable).parent, entry_points, sys.executable),
-                                      log_dir / f"{name}.log", ros_env())
+                                      log_dir / f"{name}.log", ros_env(p.env))
     return procs, started
 
 

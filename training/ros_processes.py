@@ -19,13 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def ros_env(extra: dict | None = None) -> dict:
-    """This run's environment: its own ROS domain (kept when set), localhost discovery, unbuffered logs."""
+    """This run's environment: its own ROS domain (kept when set), localhost discovery, unbuffered logs, the
+    package's Fast DDS profile (config/fastdds.xml) unless one is set."""
     env = dict(os.environ)
     env.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env["OMP_NUM_THREADS"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(ROOT / "config" / "fastdds.xml"))  # what the launch files set
     env.update(extra or {})
     return env
 
