@@ -101,7 +101,8 @@ def export_policy(inverse_path, forward_path, out_dir) -> Path:
                 ["logits", "new_keys", "new_values"],
                 {"keys": {3: "length"}, "values": {3: "length"}, "new_keys": {3: "length1"},
                  "new_values": {3: "length1"}})
-        meta.update(text_encoder=fwd_meta["text_encoder"], t5_path=fwd_meta.get("t5_path"), tasks=fwd_meta.get("tasks"))
+        meta.update(text_encoder=fwd_meta["text_encoder"], t5_path=fwd_meta.get("t5_path"), tasks=fwd_meta.get("tasks"),
+                    tokenizer=fwd_meta.get("tokenizer"))
     else:
         _export(_Inverse(inverse, False), (images, proprio), out / "inverse.onnx", ["images", "proprio"], ["actions"])
     (out / "policy.json").write_text(json.dumps(meta, indent=2))

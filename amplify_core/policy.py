@@ -17,7 +17,6 @@ from .checkpoint import CheckpointError, load_model
 from .ensembling import TemporalEnsembler
 from .normalization import Normalizer
 from .text import TextEmbeddingCache
-from .tracks import labels_to_tracks, normalize, grid_points
 
 
 class ObservationError(ValueError):
@@ -105,8 +104,4 @@ class AmplifyPolicy:
         """Tracks (T, N, 2) normalised of the last predicted codes, decoded by the tokenizer (for pictures)."""
         if self.tokenizer is None or self.last_codes is None:
             raise ValueError("predicted tracks need a tokenizer checkpoint and a prediction first")
-        labels = self.tokenizer.decode_codes(self.last_codes).argmax(-1)[0]  # (V, T-1, N)
-        v = self.tokenizer.config.views.index(view)
-        n = int(round(self.tokenizer.config.num_points ** 0.5))
-        grid = normalize(grid_points(128, 128, n), 128, 128)
-        return labels_to_tracks(grid, labels[v].cpu().numpy())
+        return self.tokenizer.codes_to_tracks(self.last_codes[0])[self.tokenizer.config.views.index(view)]

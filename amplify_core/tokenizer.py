@@ -11,12 +11,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from vector_quantize_pytorch import FSQ
 
 from .configs import TokenizerConfig
+from .tracks import LABEL_IMAGE_SIZE, grid_points, labels_to_tracks, normalize
 from .transformer import Block, causal_mask
 
 
@@ -94,6 +96,16 @@ class MotionTokenizer(nn.Module):
             raise ValueError(f"codes must lie in [0, {self.config.codebook_size}), got "
                              f"[{int(codes.min())}, {int(codes.max())}]")
         return self.decode(self.codes_to_latents(codes))
+
+    @torch.no_grad()
+    def codes_to_tracks(self, codes) -> np.ndarray:
+        """One code sequence (T-1,) -> the tracks it describes, normalised (V, T, N, 2), from the grid points
+        (the most likely class per step); what the forward model "imagines" the scene will do."""
+        codes = torch.as_tensor(np.asarray(codes), device=self.point_queries.device).reshape(1, -1)
+        labels = self.decode_codes(codes).argmax(-1)[0].cpu().numpy()  # (V, T-1, N)
+        side = int(round(self.config.num_points ** 0.5))
+        grid = normalize(grid_points(LABEL_IMAGE_SIZE, LABEL_IMAGE_SIZE, side), LABEL_IMAGE_SIZE, LABEL_IMAGE_SIZE)
+        return labels_to_tracks(np.broadcast_to(grid, (labels.shape[0],) + grid.shape), labels)
 
     def forward(self, velocities: torch.Tensor, labels: torch.Tensor | None = None):
         """(logits, codes); with ``labels``, the training loss instead (so DDP wraps the whole step)."""

@@ -15,6 +15,8 @@ ROS contract
                                ["code_0" .. "code_14"], positions = the motion codes (integers as floats),
                                header.stamp = stamp of the observation (the reference camera's frame stamp)
                                the codes were predicted from. Reliable, depth 10.
+    /amplify/debug_image       sensor_msgs/Image rgb8, only with ``debug_image``: the predicted tracks over the
+                               ``debug_view`` image (amplify_ros/debug_image.py).
     /amplify/status            std_msgs/String JSON at ``status_rate``: node, model, task, published,
                                achieved_rate_hz, camera_rate_hz, synced_rate_hz, sync counters, bad_frames,
                                step_ms (median), idle_reason, model_error.
@@ -42,6 +44,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from amplify_ros.camera_inputs import CAMERA_PARAMETERS, CameraInputs
 from amplify_ros.camera_sync import ns_to_stamp_fields
+from amplify_ros.debug_image import DEBUG_PARAMETERS, TrackOverlay
 from amplify_ros.image_conversion import ImageConversionError
 from amplify_ros.model_loading import MODEL_PARAMETERS, load_or_explain, set_threads
 from amplify_ros.node_status import RateMeter, ReasonLog
@@ -51,6 +54,7 @@ from amplify_ros.node_runner import run_node
 PARAMETERS = {
     **CAMERA_PARAMETERS,
     **MODEL_PARAMETERS,
+    **DEBUG_PARAMETERS,
     "rate": (20.0, float_param("prediction rate in Hz (the control rate)", 0.5, 100.0)),
     "task": ("", text_param("task instruction; /task messages override it, a change applies at the next step")),
     "task_topic": ("/task", text_param("std_msgs/String topic carrying the task instruction")),
@@ -88,6 +92,7 @@ class ForwardModel:
         self.image_shape = tuple(meta["image_shape"])  # (3, H, W)
         self.text_encoder, self.t5_path = meta.get("text_encoder", "minilm"), meta.get("t5_path")
         self.tasks = meta.get("tasks")  # the instructions it was trained on (None: not recorded)
+        self.tokenizer_path = meta.get("tokenizer")  # the tokenizer whose codes it predicts
 
     def predict(self, images: list[np.ndarray], text: np.ndarray) -> np.ndarray:
         """[uint8 (H, W, 3)] in view order, text (1, D) -> int64 codes (L,)."""
@@ -132,6 +137,13 @@ class ForwardDynamicsNode(Node):
         self.step_ms: deque[float] = deque(maxlen=200)
         self.create_timer(1.0 / p["rate"], self.on_step, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0 / p["status_rate"], self.publish_status)
+        self.debug, self.debug_error = None, None
+        if p["debug_image"] and self.model is not None:
+            try:  # an optional picture: a failure is reported, never stops the codes
+                self.debug = TrackOverlay(self, p, self.model.tokenizer_path)
+            except Exception as exc:
+                self.debug_error = f"{type(exc).__name__}: {exc}"
+                self.get_logger().error(f"debug image disabled: {self.debug_error}")
         if self.task:
             self._request_embedding(self.task)
 
@@ -213,6 +225,8 @@ class ForwardDynamicsNode(Node):
         msg.points = [JointTrajectoryPoint(positions=[float(c) for c in codes])]
         self.codes_pub.publish(msg)
         self.published += 1
+        if self.debug is not None:
+            self.debug.offer(images, codes, obs.stamp)
         self.rate_meter.tick()
         self.reasons.ok()
 
@@ -221,7 +235,8 @@ class ForwardDynamicsNode(Node):
                   "model_error": self.model_error, "task": self.task, "published": self.published,
                   "achieved_rate_hz": round(self.rate_meter.rate(), 1), "bad_frames": self.bad_frames,
                   "step_ms": round(statistics.median(self.step_ms), 1) if self.step_ms else None,
-                  "idle_reason": self.reasons.reason, **self.cameras.status()}
+                  "idle_reason": self.reasons.reason, **self.cameras.status(),
+                  "debug_images": self.debug.published if self.debug else 0, "debug_error": self.debug_error}
         self.status_pub.publish(String(data=json.dumps(status)))
 
 

@@ -18,7 +18,7 @@ from ros_processes import (ROOT, TASKS, Probe, fake_ur_ports_lock, node_argv, ro
 
 pytest.importorskip("rclpy")
 use_ros_env_here()
-from sensor_msgs.msg import JointState  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
@@ -169,6 +169,49 @@ def test_wrong_encoding_and_bad_checkpoint_publish_nothing_and_keep_running(chec
         assert "no such file" in inv_status["model_error"]
         for name, proc in procs.items():
             assert proc.poll() is None, f"{name} exited"
+    finally:
+        probe.close()
+        for proc in procs.values():
+            stop_process(proc)
+
+
+def test_debug_image_is_the_decoded_codes_drawn_over_the_camera_frame(checkpoints, tmp_path):
+    from amplify_core.checkpoint import load_model
+    from amplify_core.visualize import draw_tracks
+    from amplify_ros.camera_sync import stamp_to_ns
+    from amplify_ros.image_conversion import image_for_model
+
+    procs = {
+        "cameras": start_process(node_argv("amplify_ros.fake_cameras_node", ROOT / "config/fake_cameras.yaml"),
+                                 tmp_path / "cameras.log"),
+        "forward": start_process(node_argv("amplify_ros.forward_dynamics_node", ROOT / "config/forward_dynamics.yaml",
+                                           checkpoint=str(checkpoints["forward"]), task=TASKS[0], debug_image=True,
+                                           text_cache=str(checkpoints["text_cache"])), tmp_path / "forward.log"),
+    }
+    probe = Probe("debug_probe")
+    try:
+        probe.record(Image, "/amplify/debug_image", keep=20)
+        probe.record(Image, "/cameras/front/image_raw", keep=300)
+        probe.record(JointTrajectory, "/amplify/codes", keep=300)
+        probe.record(String, "/amplify/status")
+        probe.wait_for(lambda: len(probe.get("/amplify/debug_image")) >= 3, 60, "debug images")
+        tokenizer = load_model(checkpoints["tokenizer"], "tokenizer")[0]  # the one the forward checkpoint records
+        frames = {stamp_to_ns(m.header.stamp): m for _, _, m in probe.get("/cameras/front/image_raw")}
+        codes = {stamp_to_ns(m.header.stamp): m.points[0].positions for _, _, m in probe.get("/amplify/codes")}
+        checked = 0
+        for _, _, pic in probe.get("/amplify/debug_image"):
+            stamp = stamp_to_ns(pic.header.stamp)
+            assert (pic.encoding, pic.width, pic.height, pic.header.frame_id) == ("rgb8", 512, 512, "front")
+            if stamp not in frames or stamp not in codes:
+                continue
+            tracks = tokenizer.codes_to_tracks(np.rint(codes[stamp]).astype(np.int64))[0]  # view 0 = front
+            expected = draw_tracks(image_for_model(frames[stamp], 128, 128), tracks, scale=4)
+            got = np.frombuffer(bytes(pic.data), np.uint8).reshape(512, 512, 3)
+            assert np.array_equal(got, expected)
+            checked += 1
+        assert checked >= 1, "no debug image matched a recorded frame and code message"
+        status = probe.wait_for(lambda: probe.statuses("forward_dynamics"), 10, "forward status")[-1]
+        assert status["debug_images"] >= 3 and status["debug_error"] is None
     finally:
         probe.close()
         for proc in procs.values():

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def tiny_checkpoints(out_dir: Path, image_size: int = 128, seed: int = 0, tasks=TASKS,
                      task_codes: dict[str, int] | None = None) -> dict:
-    """Forward + inverse checkpoints of the `tiny` config with random weights, and a task-embedding cache
+    """Tokenizer + forward + inverse checkpoints of the `tiny` config with random weights, and a task-embedding cache
     pre-filled for ``tasks`` (random unit vectors) so no text encoder is loaded.
 
     ``task_codes`` {task: code}: fit the forward model (vision frozen, ~2 s) to predict that code at every
@@ -72,6 +72,7 @@ def tiny_checkpoints(out_dir: Path, image_size: int = 128, seed: int = 0, tasks=
     from amplify_core.forward_dynamics import ForwardDynamics
     from amplify_core.inverse_dynamics import InverseDynamics
     from amplify_core.normalization import Normalizer
+    from amplify_core.tokenizer import MotionTokenizer
     from amplify_core.text import TextEmbeddingCache
     from amplify_core.ur5 import default_kinematics
 
@@ -88,7 +89,10 @@ def tiny_checkpoints(out_dir: Path, image_size: int = 128, seed: int = 0, tasks=
     # actions near the start pose (std 2 cm / 0.02 rad): random weights then give small, valid moves
     action_norm = Normalizer(np.r_[home, 0.5], np.r_[[0.02] * 6, 0.5]).to_dict()
     proprio_norm = Normalizer(np.r_[HOME_Q, 0.5], np.full(7, 0.5)).to_dict()
-    paths = {"forward": out_dir / "forward.pt", "inverse": out_dir / "inverse.pt", "text_cache": out_dir / "text.npz"}
+    paths = {"forward": out_dir / "forward.pt", "inverse": out_dir / "inverse.pt", "text_cache": out_dir / "text.npz",
+             "tokenizer": out_dir / "tokenizer.pt"}
+    save_checkpoint(paths["tokenizer"], MotionTokenizer(cfg.tokenizer), {"views": meta["views"]})
+    fwd_meta["tokenizer"] = str(paths["tokenizer"])
     save_checkpoint(paths["forward"], fwd, fwd_meta)
     save_checkpoint(paths["inverse"], inv, {**meta, "proprio_norm": proprio_norm, "action_norm": action_norm,
                                             "use_codes": True})
