@@ -115,7 +115,12 @@ class ForwardDynamics(nn.Module):
     def generate(self, images: torch.Tensor, text: torch.Tensor, use_cache: bool = True,
                  temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
         """Codes (B, L): greedy with ``temperature=0``, else sampled from softmax(logits / temperature)."""
-        cond = self.conditioning(images, text)
+        return self.decode(self.conditioning(images, text), use_cache, temperature, generator)
+
+    @torch.no_grad()
+    def decode(self, cond: torch.Tensor, use_cache: bool = True, temperature: float = 0.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Codes (B, L) from conditioning tokens (B, P, hidden) (see :meth:`conditioning`)."""
         if use_cache:
             logits, caches = self.start(cond)
             codes = [self._pick(logits, temperature, generator)]
