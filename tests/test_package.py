@@ -17,7 +17,8 @@ SCRIPTS = ["amplify-preprocess", "amplify-benchmark-tracking", "amplify-demo-tra
            "amplify-workcell-track-accuracy", "amplify-benchmark-driver", "amplify-fake-ur",
            "amplify-benchmark-pipeline"]
 # rclpy nodes: they take ROS arguments (--ros-args -p ...), so they are checked for installation, not --help
-NODES = ["ur5_driver", "forward_dynamics_node", "inverse_dynamics_node", "fake_cameras_node"]
+NODES = ["ur5_driver", "forward_dynamics_node", "inverse_dynamics_node", "fake_cameras_node", "teleop_node",
+         "workcell_sim_node"]
 
 
 def imported_modules(path: Path) -> set[str]:

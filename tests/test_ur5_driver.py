@@ -5,8 +5,6 @@ All tests share the fake controller's fixed ports, so they take a file lock (see
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_ur_process import (fake_stats, dashboard, fake_ur_ports_lock, ros_env, start_fake_ur,
+from fake_ur_process import (fake_stats, dashboard, fake_ur_ports_lock, ros_env, start_driver, start_fake_ur,
                              stop_process)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,18 +82,6 @@ class Probe:
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
-
-
-def start_driver(tmp_path, **overrides):
-    params = tmp_path / "ur5_driver.yaml"
-    text = (ROOT / "config" / "ur5_driver.yaml").read_text()
-    for key, value in overrides.items():
-        lines = [ln for ln in text.splitlines() if not ln.strip().startswith(f"{key}:")]
-        text = "\n".join(lines) + f"\n    {key}: {json.dumps(value)}\n"
-    params.write_text(text)
-    log = open(tmp_path / "driver.log", "w")
-    return subprocess.Popen([sys.executable, "-m", "amplify_ros.ur5_driver_node", "--ros-args", "--params-file",
-                             str(params)], env=ros_env(), stdout=log, stderr=subprocess.STDOUT)
 
 
 @pytest.fixture

@@ -159,6 +159,27 @@ class WorkcellEnv:
         self._command, self._gripper = target, grip
         return residual
 
+    def follow_joints(self, q: np.ndarray, grip: float) -> None:
+        """Drive the arm to joint angles ``q`` (6,) over one control period (physics, grasping included).
+
+        For an outside controller, e.g. the fake UR controller of a ROS rehearsal: the arm follows its joint
+        states instead of this env's IK. ``grip`` 1 = closed.
+        """
+        if not self._robot:
+            raise ValueError("follow_joints needs the robot embodiment")
+        q = np.asarray(q, dtype=np.float64)
+        if q.shape != (6,) or not np.all(np.isfinite(q)):
+            raise ValueError(f"joint angles must be 6 finite numbers, got {q!r}")
+        grip = float(np.clip(grip, 0.0, 1.0))
+        n = self.config.substeps
+        for k in range(n):
+            self.data.ctrl[self._arm_act] = self._q_cmd + (q - self._q_cmd) * (k + 1) / n
+            self.data.ctrl[self._finger_act] = self.config.gripper_stroke * (1.0 - grip)
+            self._physics_step()
+        self._q_cmd, self._gripper = q.copy(), grip
+        self._update_grasp(grip)
+        mujoco.mj_forward(self.model, self.data)
+
     def _drive_hand(self, target: np.ndarray, grip: float) -> float:
         start, end = self._command, target
         n = self.config.substeps
