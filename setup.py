@@ -71,6 +71,8 @@ setup(
             # data collection (issue 7)
             "teleop_node = amplify_ros.teleop_node:main",
             "workcell_sim_node = amplify_ros.workcell_sim_node:main",
+            "recorder_node = amplify_ros.recorder_node:main",
+            "amplify-bags-to-episodes = training.bags_to_episodes:main",
         ],
     },
 )

@@ -89,3 +89,22 @@ def test_set_env_reaches_the_processes_after_it_and_both_launch_files_set_the_dd
     assert "<segment_size>" in profile.read_text()
     custom = read_launch(ROOT / "launch/amplify_fake.launch.xml", {**CKPT, "dds_profile": "/etc/my_dds.xml"})
     assert {p.env["FASTRTPS_DEFAULT_PROFILES_FILE"] for p in custom} == {"/etc/my_dds.xml"}
+
+
+def test_data_collection_launch_files():
+    record = read_launch(ROOT / "launch/record.launch.xml", {"output_dir": "/data/bags", "task": "open the drawer"})
+    assert [(p.executable, p.name) for p in record] == [("recorder_node", "recorder")]
+    assert ("value", "output_dir", "/data/bags") in record[0].params and ("value", "embodiment", "robot") in record[0].params
+    teleop = read_launch(ROOT / "launch/teleop.launch.xml", {"robot_ip": "192.168.1.10"})
+    assert [p.executable for p in teleop] == ["ur5_driver", "recorder_node"]
+    assert ("value", "dry_run", "true") in teleop[0].params  # safe default on the robot
+    rehearsal = read_launch(ROOT / "launch/rehearsal.launch.xml", {"task": "stack the blocks"})
+    assert [p.executable for p in rehearsal] == ["workcell_sim_node", "ur5_driver", "recorder_node"]
+    assert ("value", "robot_ip", "127.0.0.1") in rehearsal[1].params
+    for procs in (record, teleop, rehearsal):
+        for p in procs:
+            assert p.env["FASTRTPS_DEFAULT_PROFILES_FILE"].endswith("config/fastdds.xml")
+            for entry in p.params:  # every parameter file exists and is keyed by the node's name
+                if entry[0] == "file":
+                    assert Path(entry[1]).read_text().count(f"\n{p.name}:\n") + \
+                        Path(entry[1]).read_text().startswith(f"{p.name}:\n") == 1, (entry[1], p.name)
