@@ -59,6 +59,7 @@ setup(
             "amplify-workcell-generate = training.generate_workcell:main",
             "amplify-benchmark-workcell = training.benchmark_workcell:main",
             "amplify-workcell-track-accuracy = training.workcell_track_accuracy:main",
+            "amplify-evaluate = training.evaluate:main",
             # UR5 driver and fake controller (issue 5)
             "amplify-benchmark-driver = training.benchmark_driver:main",
             "ur5_driver = amplify_ros.ur5_driver_node:main",

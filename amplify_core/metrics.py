@@ -57,3 +57,17 @@ def track_metrics(pred: np.ndarray, ref: np.ndarray, image_size: int = LABEL_IMA
         "pixel_accuracy": pixel_accuracy(pred, ref, image_size),
         "delta_auc": delta_auc(pred, ref, image_size),
     }
+
+
+def success_interval(successes: int, episodes: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a success rate (95 % for z = 1.96): honest at 0 and at n successes of n,
+    where the normal approximation collapses to a zero-width interval."""
+    if episodes <= 0:
+        raise ValueError(f"episodes must be > 0, got {episodes}")
+    if not 0 <= successes <= episodes:
+        raise ValueError(f"successes must lie in [0, {episodes}], got {successes}")
+    p = successes / episodes
+    denom = 1.0 + z * z / episodes
+    centre = (p + z * z / (2 * episodes)) / denom
+    half = z * np.sqrt(p * (1 - p) / episodes + z * z / (4 * episodes * episodes)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)

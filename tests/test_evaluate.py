@@ -1,0 +1,59 @@
+"""Closed-loop evaluation: Wilson intervals, the reference controllers, a real (tiny) policy in the workcell."""
+
+import json
+
+import pytest
+
+from amplify_core.metrics import success_interval
+from training.evaluate import main as evaluate
+
+TASKS = ["open the drawer", "put the red block in the bowl"]
+
+
+def test_wilson_interval_known_values_and_bad_counts():
+    assert success_interval(0, 20) == pytest.approx((0.0, 0.1611), abs=1e-4)
+    assert success_interval(20, 20) == pytest.approx((0.8389, 1.0), abs=1e-4)
+    assert success_interval(10, 20) == pytest.approx((0.2993, 0.7007), abs=1e-4)
+    with pytest.raises(ValueError, match="episodes"):
+        success_interval(0, 0)
+    with pytest.raises(ValueError, match="successes"):
+        success_interval(3, 2)
+
+
+def test_expert_succeeds_and_holding_still_never_does_on_the_same_seeds(tmp_path):
+    assert evaluate(["--controller", "expert", "--tasks", *TASKS, "--episodes", "3", "--workers", "2",
+                     "--json", str(tmp_path / "expert.json")]) == 0
+    assert evaluate(["--controller", "hold", "--tasks", *TASKS, "--episodes", "3", "--workers", "1",
+                     "--max-steps", "30", "--json", str(tmp_path / "hold.json")]) == 0
+    expert = json.loads((tmp_path / "expert.json").read_text())
+    hold = json.loads((tmp_path / "hold.json").read_text())
+    assert expert["summary"]["all"]["successes"] >= 5 and expert["summary"]["all"]["episodes"] == 6
+    assert hold["summary"]["all"]["successes"] == 0
+    for task in TASKS:  # identical episodes for both controllers
+        assert expert["summary"][task]["seeds"] == hold["summary"][task]["seeds"] == [100000, 100001, 100002]
+    lo, hi = hold["summary"]["all"]["ci95"]
+    assert lo == 0.0 and 0.3 < hi < 0.5  # 0 of 6: the interval says how little that proves
+
+
+def test_a_trained_policy_runs_closed_loop_and_its_episode_is_saved_as_a_gif(tmp_path):
+    from training.benchmark_pipeline import tiny_checkpoints
+
+    ckpt = tiny_checkpoints(tmp_path / "tiny", tasks=TASKS)  # random weights: this checks the loop, not skill
+    out = tmp_path / "policy.json"
+    assert evaluate(["--controller", "policy", "--inverse", str(ckpt["inverse"]), "--forward", str(ckpt["forward"]),
+                     "--text-cache", str(ckpt["text_cache"]), "--tasks", TASKS[0], "--episodes", "2",
+                     "--workers", "1", "--max-steps", "6", "--json", str(out), "--gif-dir", str(tmp_path / "gifs")]) == 0
+    result = json.loads(out.read_text())
+    assert [e["steps"] for e in result["episodes"]] == [6, 6]  # ran to the step limit
+    (gif,) = [e["gif"] for e in result["episodes"] if "gif" in e]
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        assert im.n_frames == 7  # the first observation and one per step
+
+
+def test_bad_arguments_name_the_problem(capsys):
+    assert evaluate(["--controller", "expert", "--tasks", "fold the laundry"]) == 2
+    assert "fold the laundry" in capsys.readouterr().err
+    assert evaluate(["--controller", "policy", "--inverse", "/nonexistent/inverse.pt"]) == 2
+    assert "/nonexistent/inverse.pt" in capsys.readouterr().err
