@@ -60,6 +60,7 @@ setup(
             "amplify-benchmark-workcell = training.benchmark_workcell:main",
             "amplify-workcell-track-accuracy = training.workcell_track_accuracy:main",
             "amplify-evaluate = training.evaluate:main",
+            "amplify-main = training.main_job:main",
             # UR5 driver and fake controller (issue 5)
             "amplify-benchmark-driver = training.benchmark_driver:main",
             "ur5_driver = amplify_ros.ur5_driver_node:main",
