@@ -50,6 +50,7 @@ COMMAND_AXES = ["x", "y", "z", "rx", "ry", "rz", "gripper"]
 LINEAR_KEYS = {"w": (0, 1), "s": (0, -1), "a": (1, 1), "d": (1, -1), "r": (2, 1), "v": (2, -1)}
 ANGULAR_KEYS = {"i": (0, 1), "k": (0, -1), "j": (1, 1), "l": (1, -1), "u": (2, 1), "o": (2, -1)}
 EPISODE_KEYS = {"1": "start", "2": "stop_success", "3": "stop_failure", "0": "discard"}
+RECORDER_DISCOVERY_S = 2.0  # how long a key press waits for the recorder services to be discovered
 
 PARAMETERS = {
     "rate": (20.0, float_param("rate of /ur5/command in Hz (keep above 1000 / the driver's watchdog_timeout_ms)",
@@ -169,14 +170,18 @@ class TeleopNode(Node):
             self.episode(EPISODE_KEYS[key])
 
     def episode(self, action: str) -> None:
-        """Ask the recorder; the answer is logged when it comes (never blocks the key thread)."""
+        """Ask the recorder; the answer is logged when it comes.
+
+        Runs on the key thread, so waiting a moment for discovery is fine: a recorder started just before (or a
+        slow DDS discovery) would otherwise be reported missing on the first key press.
+        """
         if action == "start":
             client, request = self.clients_["start"], Trigger.Request()
         elif action == "discard":
             client, request = self.clients_["discard"], Trigger.Request()
         else:
             client, request = self.clients_["stop"], SetBool.Request(data=action == "stop_success")
-        if not client.service_is_ready():
+        if not client.wait_for_service(timeout_sec=RECORDER_DISCOVERY_S):
             self.get_logger().error(f"episode {action}: {client.srv_name} is not available (is the recorder running?)")
             return
         future = client.call_async(request)
