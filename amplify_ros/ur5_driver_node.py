@@ -37,7 +37,6 @@ import threading
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
 from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -54,59 +53,51 @@ from amplify_ros.robot.rtde_connection import SAFETY_NORMAL, SAFETY_REDUCED
 from amplify_ros.robot.safety import SafetyLimits
 from amplify_ros.robot.servo_loop import ServoConfig
 from amplify_ros.node_runner import run_node
+from amplify_ros.parameters import declare, float_param, int_param, text_param
 
 COMMAND_AXES = ("x", "y", "z", "rx", "ry", "rz", "gripper")
 INPUT_MODES = ("command", "action_chunk", "both")
 
 
-def _float(desc, lo, hi):
-    return ParameterDescriptor(description=desc, floating_point_range=[FloatingPointRange(from_value=lo, to_value=hi)])
-
-
-def _int(desc, lo, hi):
-    return ParameterDescriptor(description=desc, integer_range=[IntegerRange(from_value=lo, to_value=hi, step=1)])
-
-
 PARAMETERS = {  # name: (default, descriptor)
-    "robot_ip": ("127.0.0.1", ParameterDescriptor(description="UR controller address")),
-    "rtde_frequency": (125.0, _float("servo streaming rate in Hz: 125 on CB3, 500 on e-Series", 1.0, 500.0)),
-    "servo_mode": ("servoL", ParameterDescriptor(description="servoL (Cartesian) or servoJ (IK in the node)")),
-    "input_mode": ("command", ParameterDescriptor(description="active input: command, action_chunk or both")),
-    "dry_run": (False, ParameterDescriptor(description="log setpoints, never send motion")),
-    "servo_wake_on_command": (True, ParameterDescriptor(
-        description="send the first setpoint toward a new command at once instead of at the next servo tick")),
-    "servo_lookahead_time": (0.1, _float("servo lookahead_time in s (UR range 0.03-0.2)", 0.03, 0.2)),
-    "servo_gain": (300.0, _float("servo proportional gain (UR range 100-2000)", 100.0, 2000.0)),
-    "max_linear_speed": (0.25, _float("TCP speed cap in m/s", 0.001, 1.0)),
-    "max_angular_speed": (1.0, _float("TCP angular speed cap in rad/s", 0.001, 3.14)),
-    "max_step_linear": (0.05, _float("max distance of a command from the current TCP position in m", 0.001, 0.5)),
-    "max_step_angular": (0.5, _float("max rotation of a command from the current TCP orientation in rad", 0.001, 3.14)),
-    "workspace_min": ([-0.8, -0.8, 0.0], ParameterDescriptor(description="workspace box lower corner x,y,z in m (base frame)")),
-    "workspace_max": ([0.8, 0.8, 0.9], ParameterDescriptor(description="workspace box upper corner x,y,z in m (base frame)")),
-    "violation_action": ("clamp", ParameterDescriptor(description="clamp or reject commands that break a limit")),
-    "watchdog_timeout_ms": (200, _int("servoStop when no fresh command arrived for this long (ms)", 5, 10000)),
-    "stop_deceleration": (10.0, _float("servoStop deceleration", 0.1, 40.0)),
-    "connect_timeout": (5.0, _float("seconds allowed for each connection step", 0.5, 60.0)),
-    "heartbeat_timeout_ms": (500, _int("robot process silent this long (ms) = hung: killed, reported disconnected",
+    "robot_ip": ("127.0.0.1", text_param("UR controller address")),
+    "rtde_frequency": (125.0, float_param("servo streaming rate in Hz: 125 on CB3, 500 on e-Series", 1.0, 500.0)),
+    "servo_mode": ("servoL", text_param("servoL (Cartesian) or servoJ (IK in the node)")),
+    "input_mode": ("command", text_param("active input: command, action_chunk or both")),
+    "dry_run": (False, text_param("log setpoints, never send motion")),
+    "servo_wake_on_command": (True, text_param(
+        "send the first setpoint toward a new command at once instead of at the next servo tick")),
+    "servo_lookahead_time": (0.1, float_param("servo lookahead_time in s (UR range 0.03-0.2)", 0.03, 0.2)),
+    "servo_gain": (300.0, float_param("servo proportional gain (UR range 100-2000)", 100.0, 2000.0)),
+    "max_linear_speed": (0.25, float_param("TCP speed cap in m/s", 0.001, 1.0)),
+    "max_angular_speed": (1.0, float_param("TCP angular speed cap in rad/s", 0.001, 3.14)),
+    "max_step_linear": (0.05, float_param("max distance of a command from the current TCP position in m", 0.001, 0.5)),
+    "max_step_angular": (0.5, float_param("max rotation of a command from the current TCP orientation in rad",
+                                          0.001, 3.14)),
+    "workspace_min": ([-0.8, -0.8, 0.0], text_param("workspace box lower corner x,y,z in m (base frame)")),
+    "workspace_max": ([0.8, 0.8, 0.9], text_param("workspace box upper corner x,y,z in m (base frame)")),
+    "violation_action": ("clamp", text_param("clamp or reject commands that break a limit")),
+    "watchdog_timeout_ms": (200, int_param("servoStop when no fresh command arrived for this long (ms)", 5, 10000)),
+    "stop_deceleration": (10.0, float_param("servoStop deceleration", 0.1, 40.0)),
+    "connect_timeout": (5.0, float_param("seconds allowed for each connection step", 0.5, 60.0)),
+    "heartbeat_timeout_ms": (500, int_param("robot process silent this long (ms) = hung: killed, reported disconnected",
                                        50, 10000)),
-    "stop_timeout": (3.0, _float("seconds the robot process gets to servoStop/stopScript on shutdown", 0.5, 30.0)),
-    "gripper_output": ("tool", ParameterDescriptor(description="gripper signal: tool digital output or standard digital output")),
-    "gripper_pin": (0, _int("digital output index driving the gripper (high = closed)", 0, 7)),
-    "control_rate": (20.0, _float("policy tick in Hz (action-chunk ensembling)", 1.0, 100.0)),
-    "chunk_size": (16, _int("actions per /policy/action_chunk message", 1, 256)),
-    "ensemble_m": (0.01, _float("temporal ensembling weight decay m", 0.0, 10.0)),
-    "state_publish_rate": (50.0, _float("rate of /joint_states and /ur5/tcp_pose in Hz", 1.0, 500.0)),
-    "status_rate": (10.0, _float("rate of /ur5/status in Hz", 0.5, 100.0)),
-    "base_frame": ("base", ParameterDescriptor(description="frame_id of /ur5/tcp_pose")),
+    "stop_timeout": (3.0, float_param("seconds the robot process gets to servoStop/stopScript on shutdown", 0.5, 30.0)),
+    "gripper_output": ("tool", text_param("gripper signal: tool digital output or standard digital output")),
+    "gripper_pin": (0, int_param("digital output index driving the gripper (high = closed)", 0, 7)),
+    "control_rate": (20.0, float_param("policy tick in Hz (action-chunk ensembling)", 1.0, 100.0)),
+    "chunk_size": (16, int_param("actions per /policy/action_chunk message", 1, 256)),
+    "ensemble_m": (0.01, float_param("temporal ensembling weight decay m", 0.0, 10.0)),
+    "state_publish_rate": (50.0, float_param("rate of /joint_states and /ur5/tcp_pose in Hz", 1.0, 500.0)),
+    "status_rate": (10.0, float_param("rate of /ur5/status in Hz", 0.5, 100.0)),
+    "base_frame": ("base", text_param("frame_id of /ur5/tcp_pose")),
 }
 
 
 class UR5DriverNode(Node):
     def __init__(self):
         super().__init__("ur5_driver")
-        for name, (default, descriptor) in PARAMETERS.items():
-            self.declare_parameter(name, default, descriptor)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = declare(self, PARAMETERS)
         if p["input_mode"] not in INPUT_MODES:
             raise ValueError(f"parameter input_mode must be one of {INPUT_MODES}, got {p['input_mode']!r}")
         self.params = p
