@@ -15,6 +15,7 @@ from amplify_ros.fake_ur.client import ports_lock as fake_ur_ports_lock  # noqa:
 from amplify_ros.fake_ur.client import stop_process, wait_for_free_ports  # noqa: E402,F401
 from training.benchmark_pipeline import HOME_Q, TASKS, tiny_checkpoints  # noqa: E402,F401  (shared with the benchmark)
 from training.ros_processes import node_argv, ros_env, start_process, use_ros_env_here  # noqa: E402,F401
+from amplify_ros.waiting import call_service, wait_until  # noqa: E402
 
 
 class Probe:
@@ -52,25 +53,10 @@ class Probe:
         return [s for s in (json.loads(m.data) for _, _, m in self.get("/amplify/status")) if s.get("node") == node_name]
 
     def wait_for(self, predicate, timeout: float, what: str, poll: float = 0.1):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = predicate()
-            if result:
-                return result
-            time.sleep(poll)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        return wait_until(predicate, timeout, what, poll)
 
     def call(self, srv_type, name: str, request, timeout: float = 15.0):
-        client = self.node.create_client(srv_type, name)
-        if not client.wait_for_service(timeout_sec=timeout):
-            raise AssertionError(f"service {name} not available")
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not future.done():
-            raise AssertionError(f"service {name} did not answer")
-        return future.result()
+        return call_service(self.node.create_client(srv_type, name), request, timeout)
 
     def close(self):
         self.executor.shutdown()

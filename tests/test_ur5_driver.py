@@ -23,6 +23,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
+from amplify_ros.waiting import call_service  # noqa: E402
 
 AXES = ["x", "y", "z", "rx", "ry", "rz", "gripper"]
 
@@ -58,15 +59,7 @@ class Probe:
         raise AssertionError(f"status condition not met in {timeout} s; last status {self.status}")
 
     def call(self, client, request, timeout=15.0):
-        if not client.wait_for_service(timeout_sec=10.0):
-            raise AssertionError(f"service {client.srv_name} not available")
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not future.done():
-            raise AssertionError(f"service {client.srv_name} did not answer")
-        return future.result()
+        return call_service(client, request, timeout)
 
     def enable(self, on=True):
         return self.call(self.enable_cli, SetBool.Request(data=on))

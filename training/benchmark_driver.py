@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from amplify_ros.fake_ur.client import answers, dashboard, start_fake_ur, stop_process
+from amplify_ros.waiting import call_service, wait_until
 from training.ros_processes import ROOT, node_argv, start_process
 
 log = logging.getLogger("amplify-benchmark-driver")
@@ -66,16 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ROS_DOMAIN_ID for this run (default: 100 + pid %% 100, away from other work)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     return p
-
-
-def _wait(predicate, timeout: float, what: str, poll: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
 
 
 def analyse(published: list[tuple[float, int]], servo_log: list, period: float) -> dict:
@@ -142,13 +133,10 @@ def run(args, workdir: Path) -> dict:
         executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
-        _wait(lambda: status.get("connected"), 30, "the driver to connect")
-        if not enable.wait_for_service(timeout_sec=10.0):
-            raise RuntimeError("/ur5/enable not available")
-        future = enable.call_async(SetBool.Request(data=True))
-        _wait(future.done, 10, "/ur5/enable")
-        if not future.result().success:
-            raise RuntimeError(f"/ur5/enable refused: {future.result().message}")
+        wait_until(lambda: status.get("connected"), 30, "the driver to connect")
+        answer = call_service(enable, SetBool.Request(data=True), timeout=10.0)
+        if not answer.success:
+            raise RuntimeError(f"/ur5/enable refused: {answer.message}")
         start = np.array(json.loads(dashboard("fake stats"))["tcp_pose"])
         dashboard("fake servo log")  # drop everything before the stream
         published = []
