@@ -11,7 +11,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image
 
 from amplify_ros.camera_sync import ApproximateTimeSync, stamp_to_ns
-from amplify_ros.image_conversion import image_for_model
+from amplify_ros.image_conversion import ImageConversionError, image_for_model
 from amplify_ros.node_status import RateMeter
 from amplify_ros.parameters import float_param, int_param, per_camera, text_param
 
@@ -55,6 +55,7 @@ class CameraInputs:
         self.node, self.views, self.topics = node, views, topics
         self.sync = ApproximateTimeSync(views, p["sync_slop"], p["sync_queue_size"])
         self.lock = threading.Lock()
+        self.bad_frames = 0  # frames that could not be converted for the model (wrong encoding or size)
         self.rates = {v: RateMeter() for v in views}
         self.synced_rate = RateMeter()
         reliability = per_camera(p["camera_reliability"], len(views), "camera_reliability")
@@ -95,12 +96,19 @@ class CameraInputs:
             return f"no synchronised set of the cameras newer than {max_age * 1000:.0f} ms (check sync_slop)"
         return None
 
-    def images(self, observation, height: int, width: int) -> list[np.ndarray]:
-        """The set's frames as model inputs, in view order; raises ImageConversionError naming the topic."""
-        return [image_for_model(observation.msgs[v], height, width, self.topics[i]) for i, v in enumerate(self.views)]
+    def images(self, observation, image_shape) -> tuple[list[np.ndarray] | None, str | None]:
+        """The set's frames as model inputs (``image_shape`` = (3, H, W)), in view order, and None; or None and why
+        a frame cannot be used (naming its topic), counted in ``bad_frames``."""
+        _, height, width = image_shape
+        try:
+            return [image_for_model(observation.msgs[v], height, width, self.topics[i])
+                    for i, v in enumerate(self.views)], None
+        except ImageConversionError as exc:
+            self.bad_frames += 1
+            return None, str(exc)
 
     def status(self) -> dict:
         with self.lock:
             counters = self.sync.counters.as_dict()
-        return {"camera_rate_hz": {v: round(r.rate(), 1) for v, r in self.rates.items()},
+        return {"bad_frames": self.bad_frames, "camera_rate_hz": {v: round(r.rate(), 1) for v, r in self.rates.items()},
                 "synced_rate_hz": round(self.synced_rate.rate(), 1), "sync": counters}

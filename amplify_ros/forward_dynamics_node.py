@@ -45,8 +45,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from amplify_ros.camera_inputs import CAMERA_PARAMETERS, CameraInputs
 from amplify_ros.camera_sync import ns_to_stamp_fields
 from amplify_ros.debug_image import DEBUG_PARAMETERS, TrackOverlay
-from amplify_ros.image_conversion import ImageConversionError
-from amplify_ros.model_loading import MODEL_PARAMETERS, load_or_explain, set_threads
+from amplify_ros.model_loading import MODEL_PARAMETERS, LoadedModel, load_or_explain, set_threads
 from amplify_ros.node_status import RateMeter, ReasonLog
 from amplify_ros.parameters import declare, float_param, text_param
 from amplify_ros.node_runner import run_node
@@ -67,29 +66,14 @@ PARAMETERS = {
 UNSEEN_TASKS = ("refuse", "allow")
 
 
-class ForwardModel:
-    """The forward model from a PyTorch checkpoint or an ONNX export: images + text embedding -> codes."""
+class ForwardModel(LoadedModel):
+    """The forward model: images + text embedding -> codes."""
 
     def __init__(self, checkpoint: str, onnx_dir: str, device: str, threads: int):
-        if onnx_dir:
-            from amplify_core.export import OnnxPolicy
-
-            self.onnx = OnnxPolicy(onnx_dir, threads=threads)
-            meta = self.onnx.meta
-            if not meta.get("use_codes", True):
-                raise ValueError(f"onnx_dir {onnx_dir}: this export has no forward model (inverse-only policy)")
-            self.source = onnx_dir
-        elif checkpoint:
-            from amplify_core.checkpoint import load_model
-
-            self.onnx = None
-            self.model, meta = load_model(checkpoint, "forward", device)
-            self.device = device
-            self.source = checkpoint
-        else:
-            raise ValueError("set parameter checkpoint (a forward .pt) or onnx_dir (an ONNX export)")
-        self.views = list(meta["views"])
-        self.image_shape = tuple(meta["image_shape"])  # (3, H, W)
+        super().__init__("forward", checkpoint, onnx_dir, device, threads)
+        meta = self.meta
+        if self.onnx is not None and not meta.get("use_codes", True):
+            raise ValueError(f"onnx_dir {onnx_dir}: this export has no forward model (inverse-only policy)")
         self.text_encoder, self.t5_path = meta.get("text_encoder", "minilm"), meta.get("t5_path")
         self.tasks = meta.get("tasks")  # the instructions it was trained on (None: not recorded)
         self.tokenizer_path = meta.get("tokenizer")  # the tokenizer whose codes it predicts
@@ -132,7 +116,7 @@ class ForwardDynamicsNode(Node):
         self.add_on_set_parameters_callback(self.on_parameters)
         self.codes_pub = self.create_publisher(JointTrajectory, p["codes_topic"], 10)
         self.status_pub = self.create_publisher(String, "/amplify/status", 10)
-        self.published, self.bad_frames, self.last_stamp = 0, 0, None
+        self.published, self.last_stamp = 0, None
         self.rate_meter = RateMeter()
         self.step_ms: deque[float] = deque(maxlen=200)
         self.create_timer(1.0 / p["rate"], self.on_step, callback_group=MutuallyExclusiveCallbackGroup())
@@ -210,12 +194,9 @@ class ForwardDynamicsNode(Node):
         if obs.stamp == self.last_stamp:
             return  # no new observation since the last step: codes for it were published already
         t0 = time.perf_counter()
-        try:
-            _, h, w = self.model.image_shape
-            images = self.cameras.images(obs, h, w)
-        except ImageConversionError as exc:
-            self.bad_frames += 1
-            return self.reasons.idle(str(exc))
+        images, problem = self.cameras.images(obs, self.model.image_shape)
+        if problem:
+            return self.reasons.idle(problem)
         codes = self.model.predict(images, text)
         self.step_ms.append((time.perf_counter() - t0) * 1000)
         self.last_stamp = obs.stamp
@@ -233,7 +214,7 @@ class ForwardDynamicsNode(Node):
     def publish_status(self) -> None:
         status = {"node": self.get_name(), "model": self.model.source if self.model else None,
                   "model_error": self.model_error, "task": self.task, "published": self.published,
-                  "achieved_rate_hz": round(self.rate_meter.rate(), 1), "bad_frames": self.bad_frames,
+                  "achieved_rate_hz": round(self.rate_meter.rate(), 1),
                   "step_ms": round(statistics.median(self.step_ms), 1) if self.step_ms else None,
                   "idle_reason": self.reasons.reason, **self.cameras.status(),
                   "debug_images": self.debug.published if self.debug else 0, "debug_error": self.debug_error}

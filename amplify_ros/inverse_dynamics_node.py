@@ -50,10 +50,9 @@ from amplify_core.ensembling import TemporalEnsembler
 from amplify_core.ur5 import JOINT_NAMES
 from amplify_ros.camera_sync import ns_to_stamp_fields, stamp_to_ns
 from amplify_ros.camera_inputs import CAMERA_PARAMETERS, CameraInputs
-from amplify_ros.model_loading import MODEL_PARAMETERS, load_or_explain, set_threads
+from amplify_ros.model_loading import MODEL_PARAMETERS, LoadedModel, load_or_explain, set_threads
 from amplify_ros.node_status import RateMeter, ReasonLog
 from amplify_ros.parameters import declare, float_param, text_param
-from amplify_ros.image_conversion import ImageConversionError
 from amplify_ros.node_runner import run_node
 
 COMMAND_AXES = ["x", "y", "z", "rx", "ry", "rz", "gripper"]
@@ -73,29 +72,15 @@ PARAMETERS = {
 }
 
 
-class InverseModel:
-    """The inverse model from a PyTorch checkpoint or an ONNX export: images, raw proprio, codes -> chunk."""
+class InverseModel(LoadedModel):
+    """The inverse model: images, raw proprio, codes -> an action chunk in robot units."""
 
     def __init__(self, checkpoint: str, onnx_dir: str, device: str, threads: int):
         from amplify_core.normalization import Normalizer
 
-        if onnx_dir:
-            from amplify_core.export import OnnxPolicy
-
-            self.onnx = OnnxPolicy(onnx_dir, threads=threads)
-            meta, self.source = self.onnx.meta, onnx_dir
-            self.chunk = int(meta["chunk"])
-        elif checkpoint:
-            from amplify_core.checkpoint import load_model
-
-            self.onnx = None
-            self.model, meta = load_model(checkpoint, "inverse", device)
-            self.device, self.source = device, checkpoint
-            self.chunk = self.model.config.chunk
-        else:
-            raise ValueError("set parameter checkpoint (an inverse .pt) or onnx_dir (an ONNX export)")
-        self.views = list(meta["views"])
-        self.image_shape = tuple(meta["image_shape"])
+        super().__init__("inverse", checkpoint, onnx_dir, device, threads)
+        meta = self.meta
+        self.chunk = int(meta["chunk"]) if self.onnx is not None else self.model.config.chunk
         self.use_codes = bool(meta.get("use_codes", True))
         self.proprio_norm = Normalizer.from_dict(meta["proprio_norm"])
         self.action_norm = Normalizer.from_dict(meta["action_norm"])
@@ -160,7 +145,7 @@ class InverseDynamicsNode(Node):
         self.chunk_pub = self.create_publisher(JointTrajectory, p["chunk_topic"], 10)
         self.command_pub = self.create_publisher(JointTrajectory, p["command_topic"], 10)
         self.status_pub = self.create_publisher(String, "/amplify/status", 10)
-        self.chunks = self.commands = self.bad_frames = self.unmatched_codes = 0
+        self.chunks = self.commands = self.unmatched_codes = 0
         self.rate_meter = RateMeter()
         self.latency_ms: deque[float] = deque(maxlen=400)
         self.step_ms: deque[float] = deque(maxlen=200)
@@ -232,12 +217,9 @@ class InverseDynamicsNode(Node):
         if isinstance(q, str):
             return self.reasons.idle(q)
         t0 = time.perf_counter()
-        try:
-            _, h, w = self.model.image_shape
-            images = self.cameras.images(obs, h, w)
-        except ImageConversionError as exc:
-            self.bad_frames += 1
-            return self.reasons.idle(str(exc))
+        images, problem = self.cameras.images(obs, self.model.image_shape)
+        if problem:
+            return self.reasons.idle(problem)
         try:
             chunk = self.model.predict(images, q, codes)
         except (ValueError, IndexError) as exc:  # e.g. codes of another tokenizer, non-finite proprio
@@ -291,7 +273,7 @@ class InverseDynamicsNode(Node):
         lat = sorted(self.latency_ms)
         status = {"node": self.get_name(), "model": self.model.source if self.model else None,
                   "model_error": self.model_error, "chunks": self.chunks, "commands": self.commands,
-                  "achieved_rate_hz": round(self.rate_meter.rate(), 1), "bad_frames": self.bad_frames,
+                  "achieved_rate_hz": round(self.rate_meter.rate(), 1),
                   "unmatched_codes": self.unmatched_codes,
                   "latency_ms": {"median": round(statistics.median(lat), 1),
                                  "p99": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1)} if lat else None,

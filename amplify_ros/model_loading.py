@@ -25,6 +25,27 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
+class LoadedModel:
+    """One stage of a trained policy, from an ONNX export (preferred when set) or a PyTorch checkpoint."""
+
+    def __init__(self, kind: str, checkpoint: str, onnx_dir: str, device: str, threads: int):
+        self.onnx, self.model, self.device = None, None, device
+        if onnx_dir:
+            from amplify_core.export import OnnxPolicy
+
+            self.onnx = OnnxPolicy(onnx_dir, threads=threads)
+            self.meta, self.source = self.onnx.meta, onnx_dir
+        elif checkpoint:
+            from amplify_core.checkpoint import load_model
+
+            self.model, self.meta = load_model(checkpoint, kind, device)
+            self.source = checkpoint
+        else:
+            raise ValueError(f"set parameter checkpoint (a {kind} .pt) or onnx_dir (an ONNX export)")
+        self.views = list(self.meta["views"])
+        self.image_shape = tuple(self.meta["image_shape"])  # (3, H, W)
+
+
 def load_or_explain(node, kind: str, make: Callable[[], object], views: list[str]):
     """``(model, None)``, or ``(None, error text)`` after logging it: the node stays up and publishes nothing
     (no crash loop under a launch file), and the status topic keeps saying why."""
