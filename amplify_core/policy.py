@@ -48,7 +48,8 @@ class AmplifyPolicy:
         self.text = None
         if self.forward is not None:
             self.text = TextEmbeddingCache(text_cache, self.fwd_meta["text_encoder"], self.fwd_meta.get("t5_path"))
-        self.ensembler = TemporalEnsembler(self.inverse.config.chunk, ensemble_m, rotation_dims=3)
+        self.ensemble_m = ensemble_m
+        self.ensembler = self.new_ensembler()
         self.last_codes: torch.Tensor | None = None
 
     # -- observation checks -------------------------------------------------------------------------
@@ -75,22 +76,27 @@ class AmplifyPolicy:
 
     # -- inference ----------------------------------------------------------------------------------
     @torch.no_grad()
-    def predict_codes(self, images: dict[str, np.ndarray], task: str, use_cache: bool = True) -> torch.Tensor:
-        text = torch.from_numpy(self.text([task])).to(self.device)
-        return self.forward.generate(self.images_tensor(images), text, use_cache=use_cache)
-
-    @torch.no_grad()
     def predict_chunk(self, images: dict[str, np.ndarray], proprio, task: str | None = None) -> np.ndarray:
         """The action chunk (chunk, action_dim) in robot units for one observation."""
-        image_t = self.images_tensor(images)
+        return self.predict_chunks([images], [proprio], [task])[0]
+
+    @torch.no_grad()
+    def predict_chunks(self, images: list[dict[str, np.ndarray]], proprio: list, tasks: list[str | None]) -> np.ndarray:
+        """Chunks (B, chunk, action_dim) for B observations in one batched pass (evaluation of many episodes)."""
+        image_t = torch.cat([self.images_tensor(im) for im in images])
+        proprio_t = torch.cat([self.proprio_tensor(q) for q in proprio])
         codes = None
         if self.uses_codes:
-            if not task:
+            if not all(tasks):
                 raise ObservationError("this policy is conditioned on a task instruction; got none")
-            codes = self.predict_codes(images, task)
+            codes = self.forward.generate(image_t, torch.from_numpy(self.text(list(tasks))).to(self.device))
             self.last_codes = codes
-        mean, _ = self.inverse(image_t, self.proprio_tensor(proprio), codes)
-        return self.action_norm.unnormalize(mean[0].cpu().numpy())
+        mean, _ = self.inverse(image_t, proprio_t, codes)
+        return self.action_norm.unnormalize(mean.cpu().numpy())
+
+    def new_ensembler(self) -> TemporalEnsembler:
+        """ACT temporal ensembling of this policy's chunks (one per episode being run)."""
+        return TemporalEnsembler(self.inverse.config.chunk, self.ensemble_m, rotation_dims=3)
 
     def reset(self) -> None:
         self.ensembler.reset()

@@ -57,3 +57,28 @@ def test_bad_arguments_name_the_problem(capsys):
     assert "fold the laundry" in capsys.readouterr().err
     assert evaluate(["--controller", "policy", "--inverse", "/nonexistent/inverse.pt"]) == 2
     assert "/nonexistent/inverse.pt" in capsys.readouterr().err
+
+
+def test_lockstep_batched_episodes_equal_one_at_a_time_and_render_only_the_policy_views(tmp_path):
+    import numpy as np
+
+    from amplify_core.policy import AmplifyPolicy
+    from amplify_core.workcell.env import WorkcellEnv
+    from amplify_core.workcell.evaluation import PolicyController, run_episode, run_policy_episodes
+    from training.benchmark_pipeline import tiny_checkpoints
+
+    ckpt = tiny_checkpoints(tmp_path / "tiny", tasks=TASKS)
+    policy = AmplifyPolicy(ckpt["inverse"], ckpt["forward"], text_cache=ckpt["text_cache"])
+    size = policy.image_shape[1]
+    seeds = [7, 8, 9]
+    make = lambda task: WorkcellEnv(task, image_size=size, max_steps=8, views=policy.views)  # noqa: E731
+    batched_envs = [make(TASKS[0]), make(TASKS[1]), make(TASKS[0])]
+    batched = run_policy_episodes(batched_envs, policy, seeds, record=[True, False, False])
+    finals = [env.tool0_pose() for env in batched_envs]
+    for k, (env_task, seed) in enumerate(zip([TASKS[0], TASKS[1], TASKS[0]], seeds)):
+        env = make(env_task)
+        single = run_episode(env, PolicyController(policy), seed)
+        assert (single.success, single.steps) == (batched[k].success, batched[k].steps) == (False, 8)
+        np.testing.assert_allclose(env.tool0_pose(), finals[k], atol=1e-4)  # the same motion, batch or not
+    assert len(batched[0].frames) == 9 and batched[1].frames == []
+    assert sorted(batched[0].frames[0]) == sorted(policy.views)

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="episode step limit (default: the workcell config)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="evaluation processes (default min(2, CPUs))")
+    p.add_argument("--batch", type=int, default=10,
+                   help="episodes a worker runs in lockstep with one batched policy call per step (default 10)")
     p.add_argument("--device", default=None, help="torch device of the policy (default cuda if available, else cpu)")
     p.add_argument("--json", type=Path, help="write the per-task results here")
     p.add_argument("--gif-dir", type=Path, help="save the first episode of every task as an animated GIF here")
@@ -62,11 +64,10 @@ def _init_worker(spec: dict) -> None:
     _worker.update(spec=spec, envs={})
     if spec["controller"] == "policy":
         from amplify_core.policy import AmplifyPolicy
-        from amplify_core.workcell.evaluation import PolicyController
 
-        policy = AmplifyPolicy(spec["inverse"], spec["forward"], device=spec["device"], text_cache=spec["text_cache"])
-        _worker["controller"] = PolicyController(policy)
-        _worker["image_size"] = policy.image_shape[1]
+        _worker["policy"] = AmplifyPolicy(spec["inverse"], spec["forward"], device=spec["device"],
+                                          text_cache=spec["text_cache"])
+        _worker["image_size"] = _worker["policy"].image_shape[1]
     else:
         from amplify_core.workcell.evaluation import ExpertController, HoldController
 
@@ -74,21 +75,37 @@ def _init_worker(spec: dict) -> None:
         _worker["image_size"] = None
 
 
-def _run(job: tuple) -> dict:
+def _env(task: str, slot: int, render: bool):
+    """The worker's environment for one batch slot (built once: compiling the scene costs more than a reset).
+    A policy's environments render only the views it uses."""
     from amplify_core.workcell.env import WorkcellEnv
-    from amplify_core.workcell.evaluation import run_episode
 
-    task, seed, record = job
-    spec = _worker["spec"]
-    render = spec["controller"] == "policy" or record
-    key = (task, render)
+    key = (task, slot, render)
     if key not in _worker["envs"]:
+        views = _worker["policy"].views if "policy" in _worker else None
         _worker["envs"][key] = WorkcellEnv(task, "robot", image_size=_worker["image_size"], render=render,
-                                           max_steps=spec["max_steps"])
-    result = run_episode(_worker["envs"][key], _worker["controller"], seed, record=record)
-    out = {"task": task, "seed": seed, "success": result.success, "steps": result.steps}
-    if record and spec["gif_dir"]:
-        out["gif"] = str(write_gif(Path(spec["gif_dir"]), task, seed, result.frames))
+                                           max_steps=_worker["spec"]["max_steps"], views=views)
+    return _worker["envs"][key]
+
+
+def _run(job: tuple) -> list[dict]:
+    """A group of episodes of one task: a batched policy runs them in lockstep, other controllers one by one."""
+    from amplify_core.workcell.evaluation import run_episode, run_policy_episodes
+
+    task, seeds, record = job  # record: the first seed of the group is saved as a GIF
+    spec = _worker["spec"]
+    if spec["controller"] == "policy":
+        envs = [_env(task, slot, True) for slot in range(len(seeds))]
+        results = run_policy_episodes(envs, _worker["policy"], seeds, [record and k == 0 for k in range(len(seeds))])
+    else:
+        results = [run_episode(_env(task, 0, record and k == 0), _worker["controller"], seed, record=record and k == 0)
+                   for k, seed in enumerate(seeds)]
+    out = []
+    for result in results:
+        row = {"task": task, "seed": result.seed, "success": result.success, "steps": result.steps}
+        if result.frames and spec["gif_dir"]:
+            row["gif"] = str(write_gif(Path(spec["gif_dir"]), task, result.seed, result.frames))
+        out.append(row)
     return out
 
 
@@ -136,15 +153,16 @@ def main(argv=None) -> int:
     if args.controller == "policy" and (args.inverse is None or not args.inverse.is_file()):
         print(f"--inverse: a policy needs an inverse checkpoint file (got {args.inverse})", file=sys.stderr)
         return 2
-    if args.episodes < 1 or args.workers < 1:
-        print("--episodes and --workers must be >= 1", file=sys.stderr)
+    if args.episodes < 1 or args.workers < 1 or args.batch < 1:
+        print("--episodes, --workers and --batch must be >= 1", file=sys.stderr)
         return 2
     spec = {"controller": args.controller, "inverse": str(args.inverse) if args.inverse else None,
             "forward": str(args.forward) if args.forward else None,
             "text_cache": str(args.text_cache) if args.text_cache else None, "device": args.device,
             "max_steps": args.max_steps, "gif_dir": str(args.gif_dir) if args.gif_dir else None}
-    jobs = [(task, args.seed_start + i, bool(args.gif_dir) and i == 0)
-            for task in args.tasks for i in range(args.episodes)]
+    seeds = [args.seed_start + i for i in range(args.episodes)]
+    jobs = [(task, seeds[i:i + args.batch], bool(args.gif_dir) and i == 0)
+            for task in args.tasks for i in range(0, args.episodes, args.batch)]
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -152,8 +170,10 @@ def main(argv=None) -> int:
     results = []
     try:
         with ctx.Pool(args.workers, initializer=_init_worker, initargs=(spec,)) as pool:
-            for r in tqdm(pool.imap_unordered(_run, jobs), total=len(jobs), desc="episodes", unit="ep"):
-                results.append(r)
+            with tqdm(total=len(args.tasks) * args.episodes, desc="episodes", unit="ep") as bar:
+                for rows in pool.imap_unordered(_run, jobs):
+                    results.extend(rows)
+                    bar.update(len(rows))
     except Exception as exc:  # a checkpoint that does not load, a policy that refuses the observation, ...
         print(f"evaluation failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -57,7 +57,8 @@ class WorkcellEnv:
     """The UR5 workcell with three static cameras; see the module docstring for the contract."""
 
     def __init__(self, task: str, embodiment: str = "robot", image_size: int | None = None,
-                 max_steps: int | None = None, render: bool = True, config: WorkcellConfig | None = None):
+                 max_steps: int | None = None, render: bool = True, config: WorkcellConfig | None = None,
+                 views: list[str] | None = None):
         self.task: Task = get_task(task)
         self.config = config or load_config(image_size=image_size)
         if image_size is not None and self.config.image_size != image_size:
@@ -69,6 +70,10 @@ class WorkcellEnv:
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         self.render_images = render
+        self.views = list(views) if views is not None else list(VIEWS)  # rendered into observations
+        unknown = [v for v in self.views if v not in VIEWS]
+        if unknown:
+            raise ValueError(f"views {unknown} are not workcell cameras {list(VIEWS)}")
         self.renderer = CameraRenderer(self.model, self.config.image_size) if render else None
         self.ik = default_kinematics()
         self.table_top = self.config.table.top_z
@@ -247,10 +252,10 @@ class WorkcellEnv:
         return np.concatenate([self._command, [self._gripper]]).astype(np.float32)
 
     def render(self) -> dict[str, np.ndarray]:
-        """RGB images of the three cameras (uint8 H x W x 3)."""
+        """RGB images (uint8 H x W x 3) of the env's ``views`` (all three cameras unless fewer were asked for)."""
         if self.renderer is None:
             self.renderer = CameraRenderer(self.model, self.config.image_size)
-        return self.renderer.rgb(self.data, VIEWS)
+        return self.renderer.rgb(self.data, self.views)
 
     def _observation(self) -> dict:
         obs = {"proprio": self.proprio()}
