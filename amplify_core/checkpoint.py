@@ -2,7 +2,7 @@
 
 A checkpoint is a ``torch.save`` dict::
 
-    format: "amplify_ros"       version: 1         kind: tokenizer | forward | inverse
+    format: "amplify_ros"       version: 1         kind: tokenizer | forward | inverse | regressor
     config: the stage's config as a dict           model_args: views, codebook_size, code_length
     meta: anything the runtime needs (normalisation statistics, text encoder, image size, ...)
     model: state dict             train_state: optimizer/scheduler/RNG/step (training checkpoints only)
@@ -22,9 +22,10 @@ from .configs import ForwardConfig, InverseConfig, TokenizerConfig, from_dict
 from .forward_dynamics import ForwardDynamics
 from .inverse_dynamics import InverseDynamics
 from .tokenizer import MotionTokenizer
+from .track_regression import TrackRegressor
 
 FORMAT, VERSION = "amplify_ros", 1
-KINDS = ("tokenizer", "forward", "inverse")
+KINDS = ("tokenizer", "forward", "inverse", "regressor")
 
 
 class CheckpointError(ValueError):
@@ -38,17 +39,21 @@ def build_model(kind: str, config: dict, model_args: dict) -> torch.nn.Module:
         return ForwardDynamics(from_dict(ForwardConfig, config, "forward config"), **model_args)
     if kind == "inverse":
         return InverseDynamics(from_dict(InverseConfig, config, "inverse config"), **model_args)
+    if kind == "regressor":
+        return TrackRegressor(from_dict(ForwardConfig, config, "regressor config"), **model_args)
     raise CheckpointError(f"unknown model kind {kind!r}; expected one of {KINDS}")
 
 
 def model_args(model: torch.nn.Module) -> dict:
     if isinstance(model, MotionTokenizer):
         return {}
+    if isinstance(model, TrackRegressor):
+        return {"num_views": model.num_views, "num_points": model.num_points, "horizon": model.horizon}
     return {"num_views": model.num_views, "codebook_size": model.codebook_size, "code_length": model.code_length}
 
 
 def kind_of(model: torch.nn.Module) -> str:
-    for kind, cls in zip(KINDS, (MotionTokenizer, ForwardDynamics, InverseDynamics)):
+    for kind, cls in zip(KINDS, (MotionTokenizer, ForwardDynamics, InverseDynamics, TrackRegressor)):
         if isinstance(model, cls):
             return kind
     raise CheckpointError(f"cannot checkpoint a {type(model).__name__}")

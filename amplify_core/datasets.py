@@ -142,6 +142,20 @@ class ForwardSamples(_Indexed):
                 "codes": torch.from_numpy(self.codes[e][t])}
 
 
+class TrackSamples(_Indexed):
+    """images (V, 3, H, W) uint8, text (D,) float32, tracks (V, T, N, 2) float32: the regression baseline's data."""
+
+    def __init__(self, episodes, text_table: dict[str, np.ndarray]):
+        super().__init__(episodes)
+        self.text = text_table
+
+    def __getitem__(self, i):
+        e, t = self.index[i]
+        ep = self.episodes[e]
+        return {"images": torch.from_numpy(ep.frames[t]), "text": torch.from_numpy(self.text[ep.task]),
+                "tracks": torch.from_numpy(ep.tracks[t])}
+
+
 class InverseSamples(_Indexed):
     """images, proprio (P,) and actions (chunk, A) normalised, codes (L,) (absent in inverse-only mode)."""
 

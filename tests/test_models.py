@@ -218,3 +218,23 @@ def test_point_subset_decoding_equals_full_decoding_and_trains_on_a_subset(real_
     torch.manual_seed(1)
     subset = model(vel, labels)
     assert torch.isfinite(subset) and not torch.isclose(subset, full)
+
+
+def test_track_regressor_starts_at_the_grid_fits_a_batch_and_round_trips_a_checkpoint(real_tracks, tmp_path):
+    from amplify_core.checkpoint import load_model, save_checkpoint
+    from amplify_core.track_regression import TrackRegressor
+
+    tracks = torch.from_numpy(real_tracks[0][:4]).unsqueeze(1)  # (4, 1 view, 16, 100, 2), from the 10x10 grid
+    torch.manual_seed(0)
+    c = small_forward().config
+    model = TrackRegressor(c, num_views=1, num_points=100, horizon=16)
+    images, text, _ = batch_for_forward(n=4, views=1, text_dim=c.text_dim)
+    torch.testing.assert_close(model(images, text)[:, :, 0], model.grid.expand(4, 1, 100, 2))  # step 0 = the grid
+    first, last = fit(model, lambda: model.loss(model(images, text), tracks), steps=150, lr=2e-3)
+    assert last < 0.1 * first
+    model.eval()
+    save_checkpoint(tmp_path / "regressor.pt", model, meta={"views": ["front"]})
+    loaded, meta = load_model(tmp_path / "regressor.pt", "regressor")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images, text), model(images, text))
+    assert meta["views"] == ["front"]

@@ -18,12 +18,13 @@ import torch
 
 from amplify_core.checkpoint import load_model
 from amplify_core.configs import ModelsConfig, TrainConfig
-from amplify_core.datasets import ForwardSamples, InverseSamples, TrackWindows, encode_codes, load_episodes
+from amplify_core.datasets import ForwardSamples, InverseSamples, TrackSamples, TrackWindows, encode_codes, load_episodes
 from amplify_core.forward_dynamics import ForwardDynamics
 from amplify_core.inverse_dynamics import InverseDynamics
 from amplify_core.normalization import Normalizer
 from amplify_core.text import TextEmbeddingCache
 from amplify_core.tokenizer import MotionTokenizer
+from amplify_core.track_regression import TrackRegressor
 
 from .trainer import pick_device, seed_everything, train
 
@@ -66,7 +67,7 @@ def _image_shape(episodes) -> list[int]:
 
 
 def train_forward(config: ModelsConfig, stores, run_dir, tokenizer_path, steps=None, device=None,
-                  text_encoder="minilm", t5_path=None, stop_after=None, progress=True):
+                  text_encoder="minilm", t5_path=None, stop_after=None, progress=True, name="forward"):
     tokenizer, tok_meta = load_model(tokenizer_path, "tokenizer")
     views = tok_meta["views"]
     episodes = load_episodes(stores, views, images=True, tracks=True)
@@ -83,10 +84,27 @@ def train_forward(config: ModelsConfig, stores, run_dir, tokenizer_path, steps=N
             "embodiments": sorted({e.embodiment for e in episodes}), "tasks": sorted(texts)}
     log.info("forward: %d episodes (%s), %d samples", len(episodes), meta["embodiments"],
              sum(e.num_frames for e in episodes))
-    return train("forward", model, ForwardSamples(episodes, codes, texts),
+    return train(name, model, ForwardSamples(episodes, codes, texts),
                  lambda m, b: ForwardDynamics.loss(m(b["images"], b["text"], b["codes"]), b["codes"]),
                  _train_cfg(config.train_forward, steps), run_dir, meta, device, stop_after=stop_after,
                  progress=progress)
+
+
+def train_regressor(config: ModelsConfig, stores, run_dir, steps=None, device=None, text_encoder="minilm",
+                    t5_path=None, progress=True):
+    """The paper's MSE ablation: the forward network's conditioning regressing tracks directly (no codes).
+    Trained with the forward stage's settings on the same episodes."""
+    views = config.tokenizer.views
+    episodes = load_episodes(stores, views, images=True, tracks=True)
+    texts = _text_table(episodes, run_dir, text_encoder, t5_path)
+    seed_everything(config.train_forward.seed)
+    model = TrackRegressor(config.forward, len(views), config.tokenizer.num_points, config.tokenizer.horizon)
+    meta = {"views": views, "image_shape": _image_shape(episodes), "text_encoder": text_encoder, "t5_path": t5_path,
+            "embodiments": sorted({e.embodiment for e in episodes}), "tasks": sorted(texts)}
+    log.info("regressor: %d episodes, %d samples", len(episodes), sum(e.num_frames for e in episodes))
+    return train("regressor", model, TrackSamples(episodes, texts),
+                 lambda m, b: TrackRegressor.loss(m(b["images"], b["text"]), b["tracks"]),
+                 _train_cfg(config.train_forward, steps), run_dir, meta, device, progress=progress)
 
 
 @torch.no_grad()
