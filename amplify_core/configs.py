@@ -139,6 +139,8 @@ class InverseConfig:
         chunk: actions per chunk (16).
         gamma: discount of the chunk NLL, sum_k gamma^k log N(a_{t+k}).
         use_codes: False gives the paper's "inverse only" BC baseline (the same network without codes).
+        text_dim: 0 (the default, as the paper): no task input. > 0: one more memory token projected from the
+            task-text embedding of this width (384 for MiniLM); with use_codes=False, a language-conditioned BC.
         min_log_std / max_log_std: clamp of the Gaussian head's log standard deviation.
         vision: the image encoder.
     """
@@ -152,6 +154,7 @@ class InverseConfig:
     chunk: int = HORIZON
     gamma: float = 0.99
     use_codes: bool = True
+    text_dim: int = 0
     min_log_std: float = -5.0
     max_log_std: float = 2.0
     vision: VisionConfig = field(default_factory=VisionConfig)

@@ -157,11 +157,14 @@ class TrackSamples(_Indexed):
 
 
 class InverseSamples(_Indexed):
-    """images, proprio (P,) and actions (chunk, A) normalised, codes (L,) (absent in inverse-only mode)."""
+    """images, proprio (P,) and actions (chunk, A) normalised, codes (L,) (absent in inverse-only mode), text (D,)
+    (only with a task-text table)."""
 
-    def __init__(self, episodes, codes: list[np.ndarray] | None, proprio_norm, action_norm, chunk: int):
+    def __init__(self, episodes, codes: list[np.ndarray] | None, proprio_norm, action_norm, chunk: int,
+                 text_table: dict[str, np.ndarray] | None = None):
         super().__init__(episodes)
         self.codes, self.proprio_norm, self.action_norm, self.chunk = codes, proprio_norm, action_norm, chunk
+        self.text = text_table
 
     def __getitem__(self, i):
         e, t = self.index[i]
@@ -172,4 +175,6 @@ class InverseSamples(_Indexed):
                 "actions": torch.from_numpy(self.action_norm.normalize(ep.actions[steps]))}
         if self.codes is not None:
             item["codes"] = torch.from_numpy(self.codes[e][t])
+        if self.text is not None:
+            item["text"] = torch.from_numpy(self.text[ep.task])
         return item

@@ -79,6 +79,9 @@ def export_policy(inverse_path, forward_path, out_dir) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     inverse, inv_meta = load_model(inverse_path, "inverse")
+    if inverse.config.text_dim:
+        raise ValueError(f"{inverse_path}: a task-text-conditioned inverse model (a language-conditioned BC "
+                         f"baseline for evaluation) has no ONNX export; export an AMPLIFY or inverse-only policy")
     c, h, w = inv_meta["image_shape"]
     views = inv_meta["views"]
     images = torch.zeros(1, len(views), c, h, w, dtype=torch.uint8)

@@ -8,6 +8,8 @@ statistics kept in the checkpoint (``amplify_core.normalization``).
 
 It is not conditioned on the task: a "reference follower" that learns from any interaction data.
 ``use_codes=False`` gives the paper's inverse-only BC baseline: the same network without code tokens.
+``text_dim > 0`` adds a task-text token to the memory (with ``use_codes=False``: a language-conditioned BC, the
+baseline that knows the task the way AMPLIFY's forward model does).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class InverseDynamics(nn.Module):
         if c.use_codes:
             self.code_embed = nn.Embedding(codebook_size, c.hidden)
             self.code_pos = nn.Parameter(torch.randn(1, code_length, c.hidden) * 0.02)
+        if c.text_dim:
+            self.text_proj = nn.Linear(c.text_dim, c.hidden)
         self.queries = nn.Parameter(torch.randn(1, c.chunk, c.hidden) * 0.02)
         self.blocks = nn.ModuleList(
             Block(c.hidden, c.heads, c.dropout, self_attention=True, cross_attention=True) for _ in range(c.layers)
@@ -40,9 +44,9 @@ class InverseDynamics(nn.Module):
         self.head = nn.Linear(c.hidden, 2 * c.action_dim)
         self.register_buffer("discount", c.gamma ** torch.arange(c.chunk, dtype=torch.float32))
 
-    def forward(self, images: torch.Tensor, proprio: torch.Tensor,
-                codes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised proprio (B, P), codes (B, L) -> mean and log-std (B, chunk, action_dim)."""
+    def forward(self, images: torch.Tensor, proprio: torch.Tensor, codes: torch.Tensor | None = None,
+                text: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised proprio (B, P), codes (B, L), text (B, text_dim) -> mean and log-std (B, chunk, action_dim)."""
         c = self.config
         if proprio.ndim != 2 or proprio.shape[1] != c.proprio_dim:
             raise ValueError(f"proprioception must be (B, {c.proprio_dim}), got {tuple(proprio.shape)}")
@@ -54,6 +58,11 @@ class InverseDynamics(nn.Module):
                 raise ValueError(f"this inverse model uses motion codes (B, {self.code_length}), got "
                                  f"{None if codes is None else tuple(codes.shape)}")
             memory.append(self.code_embed(codes.long()) + self.code_pos)
+        if c.text_dim:
+            if text is None or text.shape != (len(proprio), c.text_dim):
+                raise ValueError(f"this inverse model is conditioned on the task text (B, {c.text_dim}), got "
+                                 f"{None if text is None else tuple(text.shape)}")
+            memory.append(self.text_proj(text.float()).unsqueeze(1))
         memory = torch.cat(memory, dim=1)
         x = self.queries.expand(len(proprio), -1, -1)
         for block in self.blocks:

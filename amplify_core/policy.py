@@ -45,9 +45,11 @@ class AmplifyPolicy:
         self.image_shape = tuple(self.inv_meta["image_shape"])  # (3, H, W)
         self.proprio_norm = Normalizer.from_dict(self.inv_meta["proprio_norm"])
         self.action_norm = Normalizer.from_dict(self.inv_meta["action_norm"])
+        self.uses_text = bool(self.inverse.config.text_dim)  # a language-conditioned BC baseline
         self.text = None
-        if self.forward is not None:
-            self.text = TextEmbeddingCache(text_cache, self.fwd_meta["text_encoder"], self.fwd_meta.get("t5_path"))
+        if self.forward is not None or self.uses_text:
+            meta = self.fwd_meta if self.forward is not None else self.inv_meta
+            self.text = TextEmbeddingCache(text_cache, meta["text_encoder"], meta.get("t5_path"))
         self.ensemble_m = ensemble_m
         self.ensembler = self.new_ensembler()
         self.last_codes: torch.Tensor | None = None
@@ -85,13 +87,15 @@ class AmplifyPolicy:
         """Chunks (B, chunk, action_dim) for B observations in one batched pass (evaluation of many episodes)."""
         image_t = torch.cat([self.images_tensor(im) for im in images])
         proprio_t = torch.cat([self.proprio_tensor(q) for q in proprio])
-        codes = None
-        if self.uses_codes:
+        codes = text = None
+        if self.uses_codes or self.uses_text:
             if not all(tasks):
                 raise ObservationError("this policy is conditioned on a task instruction; got none")
-            codes = self.forward.generate(image_t, torch.from_numpy(self.text(list(tasks))).to(self.device))
+            text = torch.from_numpy(self.text(list(tasks))).to(self.device)
+        if self.uses_codes:
+            codes = self.forward.generate(image_t, text)
             self.last_codes = codes
-        mean, _ = self.inverse(image_t, proprio_t, codes)
+        mean, _ = self.inverse(image_t, proprio_t, codes, text if self.uses_text else None)
         return self.action_norm.unnormalize(mean.cpu().numpy())
 
     def new_ensembler(self) -> TemporalEnsembler:

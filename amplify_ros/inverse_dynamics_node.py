@@ -81,6 +81,9 @@ class InverseModel(LoadedModel):
         super().__init__("inverse", checkpoint, onnx_dir, device, threads)
         meta = self.meta
         self.chunk = int(meta["chunk"]) if self.onnx is not None else self.model.config.chunk
+        if self.model is not None and self.model.config.text_dim:
+            raise ValueError(f"{checkpoint}: this inverse model needs the task text (a language-conditioned BC "
+                             f"baseline for offline evaluation); the node runs AMPLIFY or inverse-only models")
         self.use_codes = bool(meta.get("use_codes", True))
         self.proprio_norm = Normalizer.from_dict(meta["proprio_norm"])
         self.action_norm = Normalizer.from_dict(meta["action_norm"])

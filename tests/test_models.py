@@ -27,9 +27,9 @@ def small_forward(views=2, codebook=1920, text_dim=16):
                                          vision=VISION), views, codebook, 15)
 
 
-def small_inverse(use_codes=True):
+def small_inverse(use_codes=True, text_dim=0):
     return InverseDynamics(InverseConfig(hidden=64, layers=2, heads=4, dropout=0.0, action_dim=7, proprio_dim=7,
-                                         use_codes=use_codes, vision=VISION), 2, 1920, 15)
+                                         use_codes=use_codes, text_dim=text_dim, vision=VISION), 2, 1920, 15)
 
 
 def fit(model, loss_fn, steps, lr=1e-3):
@@ -169,6 +169,20 @@ def test_inverse_only_mode_ignores_codes_and_full_mode_requires_them():
     assert mean.shape == (2, 16, 7) and log_std.shape == (2, 16, 7)
     with pytest.raises(ValueError, match="uses motion codes"):
         small_inverse(use_codes=True)(images, proprio)
+
+
+def test_language_conditioned_bc_needs_the_task_text_and_uses_it():
+    torch.manual_seed(0)
+    bc = small_inverse(use_codes=False, text_dim=16).eval()
+    images = torch.randint(0, 256, (1, 2, 3, 48, 48), dtype=torch.uint8).repeat(2, 1, 1, 1, 1)  # one scene twice
+    proprio, text = torch.zeros(2, 7), torch.randn(2, 16)
+    with pytest.raises(ValueError, match="task text"):
+        bc(images, proprio)
+    with torch.no_grad():
+        a, _ = bc(images, proprio, text=text)
+        b, _ = bc(images, proprio, text=text.flip(0))
+    assert not torch.allclose(a[0], a[1])  # the same observation, two tasks: two chunks
+    torch.testing.assert_close(a.flip(0), b)  # the chunk follows the text
 
 
 def test_the_discount_weights_early_actions_more():

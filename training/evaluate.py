@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what acts (default policy)")
     p.add_argument("--inverse", type=Path, help="inverse-dynamics checkpoint (.pt) of the policy")
     p.add_argument("--forward", type=Path, help="forward-dynamics checkpoint; needed when the inverse model uses codes")
-    p.add_argument("--text-cache", type=Path, help="task-embedding cache (npz) for the forward model")
+    p.add_argument("--text-cache", type=Path, help="task-embedding cache (npz) for the forward model or a language-conditioned BC")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), metavar="TASK",
                    help=f"workcell tasks (default all {len(TASKS)})")
     p.add_argument("--episodes", type=int, default=20, help="episodes per task (default 20)")

@@ -123,7 +123,10 @@ def predicted_codes(forward_path, episodes, run_dir, device=None, batch=64) -> l
 
 
 def train_inverse(config: ModelsConfig, stores, run_dir, tokenizer_path=None, forward_path=None, steps=None,
-                  finetune_steps=0, use_codes=True, device=None, name="inverse", stop_after=None, progress=True):
+                  finetune_steps=0, use_codes=True, device=None, name="inverse", stop_after=None, progress=True,
+                  task_text=False, text_encoder="minilm", t5_path=None):
+    """``task_text``: condition on the task-text embedding too (with ``use_codes=False``: language-conditioned
+    BC); the embedding width follows the text encoder."""
     inv_cfg = dataclasses.replace(config.inverse, use_codes=use_codes)
     if use_codes and tokenizer_path is None:
         raise ValueError("an inverse model with codes needs --tokenizer (or pass --no-codes for the BC baseline)")
@@ -140,15 +143,21 @@ def train_inverse(config: ModelsConfig, stores, run_dir, tokenizer_path=None, fo
         tokenizer, _ = load_model(tokenizer_path, "tokenizer")
         codebook, code_length = tokenizer.config.codebook_size, tokenizer.config.code_length
         codes = encode_codes(tokenizer, episodes, device=pick_device(device))
+    texts = _text_table(episodes, run_dir, text_encoder, t5_path) if task_text else None
+    if texts:
+        inv_cfg = dataclasses.replace(inv_cfg, text_dim=len(next(iter(texts.values()))))
     seed_everything(config.train_inverse.seed)
     model = InverseDynamics(inv_cfg, len(views), codebook, code_length)
     meta = {"views": views, "image_shape": _image_shape(episodes), "proprio_norm": proprio_norm.to_dict(),
             "action_norm": action_norm.to_dict(), "tokenizer": str(tokenizer_path), "use_codes": use_codes,
             "forward": str(forward_path) if forward_path else None}
+    if texts:
+        meta.update(text_encoder=text_encoder, t5_path=t5_path, tasks=sorted(texts))
     log.info("%s: %d robot episodes, %d samples, codes=%s", name, len(episodes),
              sum(e.num_frames for e in episodes), use_codes)
-    loss = lambda m, b: _module(m).loss(*m(b["images"], b["proprio"], b.get("codes")), b["actions"])  # noqa: E731
-    dataset = InverseSamples(episodes, codes, proprio_norm, action_norm, inv_cfg.chunk)
+    loss = lambda m, b: _module(m).loss(*m(b["images"], b["proprio"], b.get("codes"), b.get("text")),  # noqa: E731
+                                        b["actions"])
+    dataset = InverseSamples(episodes, codes, proprio_norm, action_norm, inv_cfg.chunk, texts)
     result = train(name, model, dataset, loss, _train_cfg(config.train_inverse, steps), run_dir, meta, device,
                    stop_after=stop_after, progress=progress)
     if use_codes and forward_path and finetune_steps and result.checkpoint is not None:
