@@ -3,7 +3,8 @@ run reuses the finished stages."""
 
 import json
 
-from training.main_job import REPORT_SECTIONS, main
+from training.main_job import REPORT_SECTIONS, JobSettings, main
+from training.main_job_report import cell, pooled
 
 
 def test_quick_main_job_writes_a_complete_report_and_resumes(tmp_path):
@@ -12,14 +13,25 @@ def test_quick_main_job_writes_a_complete_report_and_resumes(tmp_path):
     report = (run / "report.md").read_text()
     positions = [report.index(section) for section in REPORT_SECTIONS]
     assert positions == sorted(positions)  # every section, in order
-    for name in ("AMPLIFY", "BC"):  # the table shows what the evaluation measured, task by task
+    settings = JobSettings.quick()
+    for name, e in settings.evaluations().items():  # the tables show what each evaluation measured
         result = json.loads((run / "eval" / f"{name}.json").read_text())
-        for task, s in result["summary"].items():
-            assert f"{s['successes']}/{s['episodes']} = {s['success_rate']:.2f}" in report
-        assert len(result["episodes"]) == 4 and len({e["seed"] for e in result["episodes"]}) == 2
-        assert list((run / "eval" / f"gifs_{name}").glob("*.gif"))
-    assert (run / "success.png").stat().st_size > 1000 and (run / "training_curves.png").stat().st_size > 1000
-    for stage in ("data", "tracks", "tokenizer", "forward", "amplify", "bc", "evaluate"):
+        assert sorted(result["summary"]) == sorted([*e["tasks"], "all"])
+        assert len(result["episodes"]) == 2 * len(e["tasks"]) and len({x["seed"] for x in result["episodes"]}) == 2
+        if e["tasks"] != settings.train_tasks:  # evaluated on the zero-shot tasks too: in their table
+            for task in settings.zero_shot_tasks:
+                assert cell(result["summary"][task]) in report
+    k = settings.few_shot[0]
+    few = pooled(json.loads((run / "eval" / f"AMPLIFY_{k}.json").read_text()), settings.train_tasks)
+    assert f"| {k} | {cell(few)} |" in report
+    assert list((run / "eval" / "gifs_AMPLIFY_2").glob("*.gif"))
+    for picture in ("few_shot.png", "zero_shot.png", "cross_embodiment.png", "tracks_figure.png",
+                    "training_curves.png"):
+        assert (run / picture).stat().st_size > 1000, picture
+    scores = json.loads((run / "stages" / "tracks_eval.json").read_text())["scores"]
+    assert f"{scores['forward']['all']['mse']:.5f}" in report and f"{scores['regression']['all']['mse']:.5f}" in report
+    for stage in ("data", "tracks", "tokenizer", "forward", "forward_robot", "regressor", "amplify_1", "bc_2",
+                  "bctext_2", "evaluate", "tracks_eval"):
         assert f"| {stage} |" in report
     first = {p.name: p.stat().st_mtime_ns for p in (run / "stages").glob("*.json") if p.stem != "report"}
     assert main(["--quick", "--run-dir", str(run)]) == 0  # resumed: nothing recomputed
