@@ -87,6 +87,8 @@ def test_cameras_to_moving_arm_task_change_and_camera_stop(checkpoints, tmp_path
             # every code message is the first task's code sequence
             before = codes_after(probe, t_enable)
             assert len(before) >= 10 and set(before) == {(100.0,) * 15}
+            # one message on a volatile topic: publish only once discovery has matched the forward node's reader
+            probe.wait_for(lambda: task_pub.get_subscription_count() >= 1, 10, "the forward node's /task reader")
             task_pub.publish(String(data=TASKS[1]))
             t_task = time.monotonic()
             probe.wait_for(lambda: len(set(codes_after(probe, t_task))) >= 2, 10, "codes of the new task")
