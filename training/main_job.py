@@ -151,14 +151,15 @@ class Job:
             raise RuntimeError(f"{embodiment} episode generation into {out} failed (see the log above)")
 
     def data(self) -> dict:
+        from amplify_core.episodes import list_episodes
+
         s, d = self.s, self.run / "data"
         every = [*s.train_tasks, *s.zero_shot_tasks]
         self._generate(self.robot, s.train_tasks, s.demos_per_task, "robot", 0)
         self._generate(self.human, every, s.videos_per_task, "human", 50_000)
         self._generate(d / "held_out", s.train_tasks, s.held_out_per_task, "robot", 70_000)
         self._generate(d / "held_out", every, s.held_out_per_task, "human", 70_000)
-        return {name: len(list((d / name).glob("*.h5"))) - len(list((d / name).glob("*.tracks.h5")))
-                for name in ("robot", "human", "held_out")}
+        return {name: len(list_episodes(d / name)) for name in ("robot", "human", "held_out")}
 
     def tracks(self) -> dict:
         from amplify_core.preprocessing import preprocess_store
@@ -226,14 +227,14 @@ class Job:
         return {"results": results}
 
     def tracks_eval(self) -> dict:
-        from training.track_prediction import figure, score
+        from amplify_core.episodes import list_episodes
+        from training.track_prediction import Predictors, figure, score
 
         m, held_out = self.models, self.run / "data" / "held_out"
-        scores = score(m / "tokenizer.pt", m / "forward.pt", m / "regressor.pt", [held_out],
-                       m / "text_embeddings.npz")
-        episode = next(p for p in sorted(held_out.glob("robot_*.h5")) if not p.name.endswith(".tracks.h5"))
-        picture = figure(m / "tokenizer.pt", m / "forward.pt", m / "regressor.pt", episode, frame=8,
-                         view="front", text_cache=m / "text_embeddings.npz", out=self.run / "tracks_figure.png")
+        models = Predictors(m / "tokenizer.pt", m / "forward.pt", m / "regressor.pt", m / "text_embeddings.npz")
+        scores = score(models, [held_out])
+        episode = next(p for p in list_episodes(held_out) if p.name.startswith("robot_"))
+        picture = figure(models, episode, frame=8, view="front", out=self.run / "tracks_figure.png")
         return {"scores": scores, "figure": str(picture), "figure_episode": episode.name}
 
     def report(self) -> dict:

@@ -28,34 +28,39 @@ from amplify_core.text import TextEmbeddingCache
 METHODS = ("forward", "regression", "tokenizer", "static")
 
 
-@torch.no_grad()
-def predictions(models: dict, episode, frames: list[int], text: np.ndarray, ref_codes: np.ndarray) -> dict:
-    """Tracks (B, V, T, N, 2) of every method for the given frames of one episode (one batched model call)."""
-    images = torch.from_numpy(episode.frames[frames])
-    text_t = torch.from_numpy(np.repeat(text[None], len(frames), axis=0))
-    tokenizer = models["tokenizer"]
-    codes = models["forward"].generate(images, text_t)
-    ref = episode.tracks[frames]
-    return {"forward": np.stack([tokenizer.codes_to_tracks(c) for c in codes]),
-            "regression": models["regressor"](images, text_t).numpy(),
-            "tokenizer": np.stack([tokenizer.codes_to_tracks(ref_codes[t]) for t in frames]),
-            "static": np.broadcast_to(ref[:, :, :1], ref.shape).copy()}
+class Predictors:
+    """The tokenizer, forward model and regression baseline, with the task-text cache: loaded once, used by
+    :func:`score` and :func:`figure`."""
+
+    def __init__(self, tokenizer_path, forward_path, regressor_path, text_cache):
+        self.tokenizer, tok_meta = load_model(tokenizer_path, "tokenizer")
+        self.forward, fwd_meta = load_model(forward_path, "forward")
+        self.regressor = load_model(regressor_path, "regressor")[0]
+        self.views = tok_meta["views"]
+        self.texts = TextEmbeddingCache(text_cache, fwd_meta["text_encoder"], fwd_meta.get("t5_path"))
+
+    @torch.no_grad()
+    def predictions(self, episode, frames: list[int], ref_codes: np.ndarray) -> dict:
+        """Tracks (B, V, T, N, 2) of every method for the given frames of one episode (one batched model call)."""
+        images = torch.from_numpy(episode.frames[frames])
+        text_t = torch.from_numpy(np.repeat(self.texts([episode.task]), len(frames), axis=0))
+        codes = self.forward.generate(images, text_t)
+        ref = episode.tracks[frames]
+        return {"forward": np.stack([self.tokenizer.codes_to_tracks(c) for c in codes]),
+                "regression": self.regressor(images, text_t).numpy(),
+                "tokenizer": np.stack([self.tokenizer.codes_to_tracks(ref_codes[t]) for t in frames]),
+                "static": np.broadcast_to(ref[:, :, :1], ref.shape).copy()}
 
 
-def score(tokenizer_path, forward_path, regressor_path, stores, text_cache, every: int = 4) -> dict:
+def score(models: Predictors, stores, every: int = 4) -> dict:
     """Metrics per method on all points and on the moving ones, over every ``every``-th frame of ``stores``."""
-    tokenizer, tok_meta = load_model(tokenizer_path, "tokenizer")
-    forward, fwd_meta = load_model(forward_path, "forward")
-    regressor = load_model(regressor_path, "regressor")[0]
-    models = {"tokenizer": tokenizer, "forward": forward, "regressor": regressor}
-    episodes = load_episodes(stores, tok_meta["views"], images=True, tracks=True)
-    texts = TextEmbeddingCache(text_cache, fwd_meta["text_encoder"], fwd_meta.get("t5_path"))
-    ref_codes = encode_codes(tokenizer, episodes)
+    episodes = load_episodes(stores, models.views, images=True, tracks=True)
+    ref_codes = encode_codes(models.tokenizer, episodes)
     pred = {m: [] for m in METHODS}
     refs, moving = [], []
     for ep, codes in zip(episodes, ref_codes):
         frames = list(range(0, ep.num_frames, every))
-        for method, tracks in predictions(models, ep, frames, texts([ep.task])[0], codes).items():
+        for method, tracks in models.predictions(ep, frames, codes).items():
             pred[method].extend(tracks[:, :, 1:])
         for ref in ep.tracks[frames]:
             refs.append(ref[:, 1:])
@@ -70,21 +75,16 @@ def score(tokenizer_path, forward_path, regressor_path, stores, text_cache, ever
     return out
 
 
-def figure(tokenizer_path, forward_path, regressor_path, episode_path: Path, frame: int, view: str,
-           text_cache, out: Path, scale: int = 3) -> Path:
+def figure(models: Predictors, episode_path: Path, frame: int, view: str, out: Path, scale: int = 3) -> Path:
     """Reference | forward (AMPLIFY) | regression tracks over the frame of one view, side by side."""
     from PIL import Image, ImageDraw
 
     from amplify_core.visualize import draw_tracks, side_by_side
 
-    tokenizer, tok_meta = load_model(tokenizer_path, "tokenizer")
-    forward, fwd_meta = load_model(forward_path, "forward")
-    models = {"tokenizer": tokenizer, "forward": forward, "regressor": load_model(regressor_path, "regressor")[0]}
-    ep = load_episode(Path(episode_path), tok_meta["views"], images=True, tracks=True)
-    text = TextEmbeddingCache(text_cache, fwd_meta["text_encoder"], fwd_meta.get("t5_path"))([ep.task])[0]
-    codes = encode_codes(tokenizer, [ep])[0]
-    tracks = {name: t[0] for name, t in predictions(models, ep, [frame], text, codes).items()}
-    v = tok_meta["views"].index(view)
+    ep = load_episode(Path(episode_path), models.views, images=True, tracks=True)
+    codes = encode_codes(models.tokenizer, [ep])[0]
+    tracks = {name: t[0] for name, t in models.predictions(ep, [frame], codes).items()}
+    v = models.views.index(view)
     image = ep.frames[frame][v].transpose(1, 2, 0)
     panels = []
     for name, t in (("reference", ep.tracks[frame]), ("AMPLIFY forward", tracks["forward"]),
