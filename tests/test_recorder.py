@@ -303,6 +303,7 @@ def test_refusals_discard_and_never_overwriting(rig):
 def test_sigint_while_recording_leaves_a_readable_interrupted_bag(rig):
     out = rig.tmp / "sigint_bags"
     # a second recorder (own node name, so /recorder_sigint/start ...); its TCP pose topic has no publisher
+    rig.probe.record(String, "/recorder_sigint/status", keep=50)
     proc = rig.start_recorder("recorder_sigint", out, task=TASK, storage="mcap", tcp_pose_topic="/ur5/no_publisher")
     try:
         rig.probe.wait_for(lambda: all(p.get_subscription_count() >= 2 for t, p in rig.pubs.items()
@@ -311,7 +312,11 @@ def test_sigint_while_recording_leaves_a_readable_interrupted_bag(rig):
         assert started.success, started.message
         path = bag_path(started.message)
         assert path.parent == out
-        time.sleep(1.0)
+        # interrupt once enough is recorded (by the recorder's own count: a loaded machine publishes slower)
+        rig.probe.wait_for(lambda: [s for _, _, m in rig.probe.get("/recorder_sigint/status")
+                                    if (s := json.loads(m.data))["recording"]
+                                    and min(s["messages"].get(c, 0) for c in CAMERAS) >= 15
+                                    and s["messages"].get("/joint_states", 0) >= 25], 30, "15 frames per camera")
         assert stop_process(proc) == 0  # SIGINT
         log = tail(rig.tmp / "recorder_sigint.log")
         assert "shutdown while recording" in log and "INTERRUPTED" in log, log
