@@ -64,7 +64,7 @@ def test_lockstep_batched_episodes_equal_one_at_a_time_and_render_only_the_polic
 
     from amplify_core.policy import AmplifyPolicy
     from amplify_core.workcell.env import WorkcellEnv
-    from amplify_core.workcell.evaluation import PolicyController, run_episode, run_policy_episodes
+    from amplify_core.closed_loop import PolicyController, run_episode, run_policy_episodes
     from training.benchmark_pipeline import tiny_checkpoints
 
     ckpt = tiny_checkpoints(tmp_path / "tiny", tasks=TASKS)
