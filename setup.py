@@ -61,6 +61,10 @@ setup(
             "amplify-workcell-track-accuracy = training.workcell_track_accuracy:main",
             "amplify-evaluate = training.evaluate:main",
             "amplify-main = training.main_job:main",
+            # LIBERO (issue 9; scripts/setup_libero.sh installs the extra)
+            "amplify-libero-generate = training.libero_generate:main",
+            "amplify-libero-to-episodes = training.libero_to_episodes:main",
+            "amplify-libero-split = training.libero_split:main",
             # UR5 driver and fake controller (issue 5)
             "amplify-benchmark-driver = training.benchmark_driver:main",
             "ur5_driver = amplify_ros.ur5_driver_node:main",

@@ -8,6 +8,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup_env.sh"
+# the LIBERO extra too, so its smoke tests run (~1.5 min once; AMPLIFY_SKIP_LIBERO=1 skips them instead)
+if [ "${AMPLIFY_SKIP_LIBERO:-0}" != "1" ]; then
+  bash "$root/scripts/setup_libero.sh"
+fi
 venv="${AMPLIFY_VENV:-$root/.venv}"
 cd "$root"
 # a fresh ROS domain per run keeps parallel runs and other machines' nodes out of the tests

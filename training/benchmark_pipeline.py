@@ -58,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def tiny_checkpoints(out_dir: Path, image_size: int = 128, seed: int = 0, tasks=TASKS,
-                     task_codes: dict[str, int] | None = None) -> dict:
-    """Tokenizer + forward + inverse checkpoints of the `tiny` config with random weights, and a task-embedding cache
-    pre-filled for ``tasks`` (random unit vectors) so no text encoder is loaded.
+                     task_codes: dict[str, int] | None = None, config: str = "tiny",
+                     action_norm: dict | None = None, proprio_norm: dict | None = None) -> dict:
+    """Tokenizer + forward + inverse checkpoints of the `tiny` config (or ``config``, e.g. libero_tiny) with random
+    weights, and a task-embedding cache pre-filled for ``tasks`` (random unit vectors) so no text encoder is loaded.
+    The normalisation defaults suit the workcell (actions near its start pose).
 
     ``task_codes`` {task: code}: fit the forward model (vision frozen, ~2 s) to predict that code at every
     position for the fake cameras' first frame -- an untrained network's greedy codes hardly depend on the
@@ -78,17 +80,18 @@ def tiny_checkpoints(out_dir: Path, image_size: int = 128, seed: int = 0, tasks=
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = load_config("tiny")
+    cfg = load_config(config)
     cfg.forward.vision.image_size = cfg.inverse.vision.image_size = image_size
     torch.manual_seed(seed)
-    fwd = ForwardDynamics(cfg.forward, 3, 1920, 15)
-    inv = InverseDynamics(cfg.inverse, 3, 1920, 15)
-    meta = {"views": ["front", "side", "corner"], "image_shape": [3, image_size, image_size]}
+    views = list(cfg.tokenizer.views)
+    fwd = ForwardDynamics(cfg.forward, len(views), 1920, 15)
+    inv = InverseDynamics(cfg.inverse, len(views), 1920, 15)
+    meta = {"views": views, "image_shape": [3, image_size, image_size]}
     fwd_meta = {**meta, "text_encoder": "minilm", "tasks": sorted(tasks)}
     home = np.asarray(default_kinematics().fk_pose(np.array(HOME_Q)), np.float64)
     # actions near the start pose (std 2 cm / 0.02 rad): random weights then give small, valid moves
-    action_norm = Normalizer(np.r_[home, 0.5], np.r_[[0.02] * 6, 0.5]).to_dict()
-    proprio_norm = Normalizer(np.r_[HOME_Q, 0.5], np.full(7, 0.5)).to_dict()
+    action_norm = action_norm or Normalizer(np.r_[home, 0.5], np.r_[[0.02] * 6, 0.5]).to_dict()
+    proprio_norm = proprio_norm or Normalizer(np.r_[HOME_Q, 0.5], np.full(7, 0.5)).to_dict()
     paths = {"forward": out_dir / "forward.pt", "inverse": out_dir / "inverse.pt", "text_cache": out_dir / "text.npz",
              "tokenizer": out_dir / "tokenizer.pt"}
     save_checkpoint(paths["tokenizer"], MotionTokenizer(cfg.tokenizer), {"views": meta["views"]})

@@ -1,11 +1,14 @@
-"""amplify-evaluate: closed-loop success rate of a controller in the workcell, per task, on held-out seeds.
+"""amplify-evaluate: closed-loop success rate of a controller in the workcell or a LIBERO suite, per task.
 
 Controllers: ``policy`` (a trained inverse model; with ``--forward`` it is AMPLIFY, an inverse model trained
 without codes is the BC baseline), ``expert`` (the scripted expert: the upper reference) and ``hold`` (does
 nothing: the lower reference). Episodes run in ``--workers`` processes; each task gets ``--episodes`` seeds from
-``--seed-start`` on (keep them away from the seeds the training demos were generated with), the same seeds for
-every controller. The simulator renders only the views the policy uses (none for expert/hold unless a GIF is
-asked for). Prints a table with a 95 % Wilson interval per task and writes the numbers as JSON.
+``--seed-start`` on, the same seeds for every controller. Workcell: a seed draws a scene (keep them away from
+the seeds the training demos were generated with). LIBERO (``--suite``): episode ``seed`` starts from the
+task's fixed initial state ``seed mod 50`` (default seeds 0..49: each of the 50 states once), 500 steps at most,
+success by LIBERO's own check. The simulator renders only the views the policy uses (none for expert/hold
+unless a GIF is asked for). Prints a table with a 95 % Wilson interval per task and for all tasks together,
+writes the numbers as JSON (``--json``) and as a Markdown report with a bar chart (``--report``).
 
 Example::
 
@@ -13,6 +16,9 @@ Example::
     amplify-evaluate --controller policy --inverse runs/tiny/inverse/final.pt --forward runs/tiny/forward/final.pt \\
         --tasks "open the drawer" "put the red block in the bowl" --episodes 20 --json runs/tiny/eval.json
     amplify-evaluate --controller policy --inverse runs/bc/inverse/final.pt --gif-dir runs/bc/gifs
+    amplify-evaluate --suite libero_object --controller policy --inverse runs/libero/inverse.pt \
+        --forward runs/libero/forward.pt --episodes 50 --json runs/libero/eval.json --report runs/libero/eval.md
+    amplify-evaluate --suite libero_object --tasks 0 3 --controller expert --episodes 5
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ log = logging.getLogger("amplify-evaluate")
 _worker: dict = {}
 
 
+LIBERO_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")  # suites.SUITES
+
+
 def build_parser() -> argparse.ArgumentParser:
     from amplify_core.workcell.tasks import TASKS
 
@@ -41,18 +50,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inverse", type=Path, help="inverse-dynamics checkpoint (.pt) of the policy")
     p.add_argument("--forward", type=Path, help="forward-dynamics checkpoint; needed when the inverse model uses codes")
     p.add_argument("--text-cache", type=Path, help="task-embedding cache (npz) for the forward model or a language-conditioned BC")
-    p.add_argument("--tasks", nargs="+", default=list(TASKS), metavar="TASK",
-                   help=f"workcell tasks (default all {len(TASKS)})")
-    p.add_argument("--episodes", type=int, default=20, help="episodes per task (default 20)")
-    p.add_argument("--seed-start", type=int, default=100_000,
-                   help="first evaluation seed (default 100000, far from the generator's default seeds)")
-    p.add_argument("--max-steps", type=int, default=None, help="episode step limit (default: the workcell config)")
+    p.add_argument("--suite", choices=LIBERO_SUITES, default=None,
+                   help="evaluate in this LIBERO suite instead of the workcell (needs scripts/setup_libero.sh)")
+    p.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                   help=f"workcell tasks (default all {len(TASKS)}); with --suite: LIBERO task indices, names or "
+                        f"instructions (default the whole suite)")
+    p.add_argument("--episodes", type=int, default=None, help="episodes per task (default 20; LIBERO 50)")
+    p.add_argument("--seed-start", type=int, default=None,
+                   help="first evaluation seed (default 100000, far from the generator's seeds; LIBERO 0, the "
+                        "first fixed initial state)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="episode step limit (default: the workcell config; LIBERO 500)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="evaluation processes (default min(2, CPUs))")
     p.add_argument("--batch", type=int, default=10,
                    help="episodes a worker runs in lockstep with one batched policy call per step (default 10)")
     p.add_argument("--device", default=None, help="torch device of the policy (default cuda if available, else cpu)")
     p.add_argument("--json", type=Path, help="write the per-task results here")
+    p.add_argument("--report", type=Path, help="write a Markdown report (table + success bars) here")
     p.add_argument("--gif-dir", type=Path, help="save the first episode of every task as an animated GIF here")
     return p
 
@@ -69,7 +84,10 @@ def _init_worker(spec: dict) -> None:
                                           text_cache=spec["text_cache"])
         _worker["image_size"] = _worker["policy"].image_shape[1]
     else:
-        from amplify_core.workcell.evaluation import ExpertController, HoldController
+        if spec["suite"]:
+            from amplify_core.libero.evaluation import ExpertController, HoldController
+        else:
+            from amplify_core.workcell.evaluation import ExpertController, HoldController
 
         _worker["controller"] = ExpertController() if spec["controller"] == "expert" else HoldController()
         _worker["image_size"] = None
@@ -77,20 +95,30 @@ def _init_worker(spec: dict) -> None:
 
 def _env(task: str, slot: int, render: bool):
     """The worker's environment for one batch slot (built once: compiling the scene costs more than a reset).
-    A policy's environments render only the views it uses."""
-    from amplify_core.workcell.env import WorkcellEnv
-
+    A policy's environments render only the views it uses. LIBERO scenes are large: a worker keeps those of one
+    task at a time."""
+    spec = _worker["spec"]
     key = (task, slot, render)
     if key not in _worker["envs"]:
         views = _worker["policy"].views if "policy" in _worker else None
-        _worker["envs"][key] = WorkcellEnv(task, "robot", image_size=_worker["image_size"], render=render,
-                                           max_steps=_worker["spec"]["max_steps"], views=views)
+        if spec["suite"]:
+            from amplify_core.libero.env import LiberoEnv
+
+            for old in [k for k in _worker["envs"] if k[0] != task]:
+                _worker["envs"].pop(old).close()
+            _worker["envs"][key] = LiberoEnv(spec["suite"], task, image_size=_worker["image_size"] or 128,
+                                             render=render, views=views, max_steps=spec["max_steps"])
+        else:
+            from amplify_core.workcell.env import WorkcellEnv
+
+            _worker["envs"][key] = WorkcellEnv(task, "robot", image_size=_worker["image_size"], render=render,
+                                               max_steps=spec["max_steps"], views=views)
     return _worker["envs"][key]
 
 
 def _run(job: tuple) -> list[dict]:
     """A group of episodes of one task: a batched policy runs them in lockstep, other controllers one by one."""
-    from amplify_core.workcell.evaluation import run_episode, run_policy_episodes
+    from amplify_core.closed_loop import run_episode, run_policy_episodes
 
     task, seeds, record = job  # record: the first seed of the group is saved as a GIF
     spec = _worker["spec"]
@@ -144,25 +172,28 @@ def summarise(results: list[dict]) -> dict:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from amplify_core.workcell.tasks import TASKS
-
-    unknown = [t for t in args.tasks if t not in TASKS]
-    if unknown:
-        print(f"--tasks: unknown task(s) {unknown}; known: {list(TASKS)}", file=sys.stderr)
+    try:
+        tasks = _resolve_tasks(args)
+    except ValueError as exc:  # unknown task or suite, LIBERO not installed
+        print(f"--tasks/--suite: {exc}", file=sys.stderr)
         return 2
     if args.controller == "policy" and (args.inverse is None or not args.inverse.is_file()):
         print(f"--inverse: a policy needs an inverse checkpoint file (got {args.inverse})", file=sys.stderr)
         return 2
+    args.episodes = args.episodes or (50 if args.suite else 20)
+    args.seed_start = args.seed_start if args.seed_start is not None else (0 if args.suite else 100_000)
+    args.max_steps = args.max_steps or (500 if args.suite else None)
     if args.episodes < 1 or args.workers < 1 or args.batch < 1:
         print("--episodes, --workers and --batch must be >= 1", file=sys.stderr)
         return 2
     spec = {"controller": args.controller, "inverse": str(args.inverse) if args.inverse else None,
             "forward": str(args.forward) if args.forward else None,
             "text_cache": str(args.text_cache) if args.text_cache else None, "device": args.device,
-            "max_steps": args.max_steps, "gif_dir": str(args.gif_dir) if args.gif_dir else None}
+            "max_steps": args.max_steps, "gif_dir": str(args.gif_dir) if args.gif_dir else None,
+            "suite": args.suite}
     seeds = [args.seed_start + i for i in range(args.episodes)]
     jobs = [(task, seeds[i:i + args.batch], bool(args.gif_dir) and i == 0)
-            for task in args.tasks for i in range(0, args.episodes, args.batch)]
+            for task in tasks for i in range(0, args.episodes, args.batch)]
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -170,7 +201,7 @@ def main(argv=None) -> int:
     results = []
     try:
         with ctx.Pool(args.workers, initializer=_init_worker, initargs=(spec,)) as pool:
-            with tqdm(total=len(args.tasks) * args.episodes, desc="episodes", unit="ep") as bar:
+            with tqdm(total=len(tasks) * args.episodes, desc="episodes", unit="ep") as bar:
                 for rows in pool.imap_unordered(_run, jobs):
                     results.extend(rows)
                     bar.update(len(rows))
@@ -184,14 +215,59 @@ def main(argv=None) -> int:
         steps = f"{s['mean_steps']:8.1f}" if "mean_steps" in s else ""
         print(f"{task:36} {s['successes']:>4}/{s['episodes']:<4} {s['success_rate']:6.2f}  "
               f"[{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]  {steps}")
-    print(f"{len(results)} episodes in {elapsed:.0f} s with {args.workers} worker(s); controller {args.controller}")
+    steps = sum(r["steps"] for r in results)
+    print(f"{len(results)} episodes in {elapsed:.0f} s with {args.workers} worker(s); controller {args.controller}; "
+          f"{steps} env steps, {steps / elapsed:.1f} steps/s (environment creation included)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"command": ["amplify-evaluate", *(argv if argv is not None else sys.argv[1:])],
                                          "controller": spec, "seed_start": args.seed_start, "summary": summary,
                                          "episodes": sorted(results, key=lambda r: (r["task"], r["seed"])),
+                                         "suite": args.suite or "workcell", "env_steps": steps,
                                          "seconds": round(elapsed, 1)}, indent=2))
+    if args.report:
+        write_report(args.report, summary, args.suite or "workcell", spec, elapsed, steps)
     return 0
+
+
+def _resolve_tasks(args) -> list[str]:
+    """The tasks' instructions (the key of every result); raises ValueError naming what is unknown."""
+    if args.suite:
+        from amplify_core.libero.installation import LiberoInstallError
+        from amplify_core.libero.suites import find_task, suite_tasks
+
+        try:
+            if args.tasks is None:
+                return [t.text for t in suite_tasks(args.suite)]
+            return [find_task(args.suite, t).text for t in args.tasks]
+        except LiberoInstallError as exc:
+            raise ValueError(str(exc)) from None
+    from amplify_core.workcell.tasks import TASKS
+
+    tasks = args.tasks or list(TASKS)
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown workcell task(s) {unknown}; known: {list(TASKS)}")
+    return tasks
+
+
+def write_report(path: Path, summary: dict, benchmark: str, spec: dict, seconds: float, steps: int) -> Path:
+    """Markdown in the main job's format (k/n = rate [95 % interval] per task and for all) and a bar chart."""
+    from training.main_job_report import _bars, cell
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure = path.with_suffix(".png")
+    tasks = {t: s for t, s in summary.items() if t != "all"}
+    _bars({t: {spec["controller"]: s} for t, s in tasks.items()}, figure, f"{benchmark}: success per task")
+    lines = [f"# Evaluation: {benchmark}", "",
+             f"Controller `{spec['controller']}`, inverse `{spec['inverse']}`, forward `{spec['forward']}`; "
+             f"{summary['all']['episodes']} episodes, {steps} env steps in {seconds:.0f} s "
+             f"({steps / seconds:.1f} steps/s with the controller in the loop).", "",
+             "| task | success |", "|---|---|"]
+    lines += [f"| {t} | {cell(s)} |" for t, s in tasks.items()]
+    lines += [f"| **all** | {cell(summary['all'])} |", "", f"![success per task]({figure.name})", ""]
+    path.write_text("\n".join(lines))
+    return path
 
 
 if __name__ == "__main__":
