@@ -292,6 +292,26 @@ def test_robot_bags_mcap_and_sqlite_align_frames_state_and_actions(good):
     assert by_bag["robot_mcap"]["max_gap_ms"]["/cameras/front/image_raw"] == pytest.approx(33.3, abs=0.1)
 
 
+def test_60_hz_cameras_take_every_third_frame_on_the_20_hz_clock(tmp_path):
+    msgs, stamps = scene(cam_rate=60, task="stack the cups")
+    write_rosbag(tmp_path / "bags" / "cams60", msgs, "mcap")
+    assert main([str(tmp_path / "bags"), str(tmp_path / "out"), "--embodiment", "robot", "--quiet"]) == 0
+    (entry,) = json.loads((tmp_path / "out" / "conversion_report.json").read_text())["converted"]
+    ep = read_episode(tmp_path / "out" / "cams60.h5")
+    check_robot_episode(ep, stamps, gripper=True)  # the rule (newest frame stamped <= tick), state, actions
+    # The same picks worked out by hand. Ticks start at 21 ms (the corner camera starts last) and end at the last
+    # command (1.4525 s): 29 ticks. At 60 Hz frame k of a view is stamped offset + k/60 s, so tick m (21 + 50 m ms)
+    # holds front frame 3m+1 (stamped 0.3 ms before), side frame 3m (8 ms before) and corner frame 3m, stamped
+    # exactly on the tick (<= includes it): two of every three frames dropped, none repeated.
+    assert ep.num_frames == 29 and entry["first_tick_ns"] == ns(0.021)
+    m = np.arange(29)
+    for view, first, age_ms in (("front", 1, 0.3), ("side", 0, 8.0), ("corner", 0, 0.0)):
+        np.testing.assert_array_equal(ep.frames[view][:, 5, 7], [pixel(view, 3 * i + first) for i in m])
+        assert entry["views"][view]["distinct_frames_used"] == 29
+        assert entry["views"][view]["max_frame_age_ms"] == pytest.approx(age_ms, abs=0.05)
+    assert entry["max_gap_ms"]["/cameras/front/image_raw"] == pytest.approx(16.7, abs=0.1)
+
+
 def test_bag_from_another_writer_converts_to_the_same_content(good):
     ref = read_episode(good["out"] / "robot_mcap.h5")
     for name in ("robot_mcap_ros2", "robot_bare_file"):
