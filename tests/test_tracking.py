@@ -141,3 +141,17 @@ def test_points_that_a_guess_cannot_explain_are_retracked_with_the_pyramid(monke
     # frame 0 has no motion history (guess 0) while the square jumps 4.5 px: those points are retried
     assert retried and retried[0] > 50
     assert sum(retried) < 0.2 * 20 * 15 * 400  # ... but most points are explained by their guess
+
+
+def test_benchmark_prints_both_forms_their_ratio_and_the_end_to_end_time():
+    import subprocess
+    import sys
+
+    # its own process: the benchmark pins itself to one core
+    out = subprocess.run([sys.executable, "-m", "training.benchmark_tracking", "--frames", "20", "--rounds", "1",
+                          "--episode-frames", "20"], capture_output=True, text=True, check=True).stdout
+    for line in ("one-pass tracker", "per-window loop", "ratio", "target >= 150 frames/s per view",
+                 "end to end       : 3 views x 20 frames", "pinned to core 0"):
+        assert line in out, out
+    # the same tracks both ways, read back from the printout
+    assert float(out.split("max track difference ")[1].split(" px")[0]) <= 0.01

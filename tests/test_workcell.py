@@ -186,3 +186,14 @@ def test_commands_have_help_with_examples(capsys):
         with pytest.raises(SystemExit):
             module.main(["--help"])
         assert "Example" in capsys.readouterr().out
+
+
+def test_benchmark_prints_the_one_core_rate_and_the_target():
+    import subprocess
+    import sys
+
+    # its own process: the benchmark pins itself to one core
+    out = subprocess.run([sys.executable, "-m", "training.benchmark_workcell", "--steps", "20"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "env steps/s" in out and "3 cameras at 128x128" in out and "pinned to core 0" in out, out
+    assert "target >= 100 steps/s with 3 cameras at 128 px on one core: " in out, out

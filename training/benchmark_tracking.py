@@ -28,6 +28,7 @@ from amplify_core.episodes import write_episode
 from amplify_core.preprocessing import preprocess_episode
 from amplify_core.samples import MovingSquare, sample_episode
 from amplify_core.tracking import LucasKanadeTracker
+from training.cli_common import add_cpu, pin_cpu
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,11 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episode-frames", type=int, default=300,
                    help="frames per view of the end-to-end episode (default 300; 0 skips it)")
     p.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1 = one core)")
+    add_cpu(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    pinned = pin_cpu(args.cpu)
     cv2.setNumThreads(args.threads)
     video = MovingSquare(size=args.size, num_frames=args.frames, velocity=(1.1, 0.6), angular_velocity=0.4).video()
     tracker = LucasKanadeTracker()
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     diff = float(np.abs(a.points - b.points).max())
     fps_one, fps_naive = args.frames / min(one_pass), args.frames / min(naive)
     print(f"video: {args.frames} frames of {args.size}x{args.size}, grid 20x20, horizon 16, "
-          f"{args.threads} OpenCV thread(s), best of {args.rounds} rounds")
+          f"{args.threads} OpenCV thread(s), {pinned}, best of {args.rounds} rounds")
     print(f"one-pass tracker : {fps_one:8.1f} frames/s per view")
     print(f"per-window loop  : {fps_naive:8.1f} frames/s per view")
     print(f"ratio            : {fps_one / fps_naive:8.2f}x   (max track difference {diff:.2e} px)")

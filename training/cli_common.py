@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 
@@ -28,3 +29,20 @@ def add_stores(p: argparse.ArgumentParser, what: str) -> None:
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def add_cpu(p: argparse.ArgumentParser) -> None:
+    """``--cpu``: the core a one-core benchmark pins itself to (its figures are per core)."""
+    p.add_argument("--cpu", type=int, default=0,
+                   help="pin this process to that CPU core so the figure is a one-core figure (default 0); "
+                        "-1 = do not pin")
+
+
+def pin_cpu(cpu: int) -> str:
+    """Pin the process (and threads started later) to ``cpu``; returns a description for the printout."""
+    if cpu < 0:
+        return f"not pinned ({os.cpu_count()} cores)"
+    if cpu not in os.sched_getaffinity(0):
+        raise SystemExit(f"--cpu {cpu}: this process may only run on cores {sorted(os.sched_getaffinity(0))}")
+    os.sched_setaffinity(0, {cpu})
+    return f"pinned to core {cpu}"
