@@ -23,6 +23,9 @@ socket pair wrapped in a ``multiprocessing.connection.Connection`` (pickled tupl
 
 If the node goes away (pipe closed) the arm is stopped exactly as on a shutdown request. SIGINT is ignored
 here: a Ctrl-C in a terminal reaches the whole process group, and the stop must be ordered by the node.
+SIGTERM is also handled like a shutdown request: a service manager (systemd's default KillMode, a container
+runtime) may send it to every process of the group at once, and its default action would end this process
+before the arm is stopped.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from amplify_ros.robot.servo_loop import ServoConfig, ServoLoop
 log = logging.getLogger("amplify_ros.robot_process")
 
 COMMAND_POLL = 0.1  # s; how often the main loop looks at the connection state when no command arrives
+_terminated = threading.Event()  # set by SIGTERM; the command loop then stops the arm and ends the process
 
 
 class _Link:
@@ -117,6 +121,8 @@ def _handle_commands(conn: Connection, loop: ServoLoop) -> str:
                 return message[1]
             else:
                 log.error("unknown message %r from the node ignored", kind)
+        if _terminated.is_set():
+            return "robot process got SIGTERM"
         if not loop.state.connected:
             return "connection lost: " + (loop.robot.last_error or "no robot data")
 
@@ -132,6 +138,8 @@ def main(argv=None) -> int:
     if len(argv) != 1 or not argv[0].isdigit():
         raise SystemExit("usage: python -m amplify_ros.robot.robot_worker <fd of the node's socket pair>")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # only a flag: the command loop then stops the arm in order, wherever the main thread was interrupted
+    signal.signal(signal.SIGTERM, lambda *_: _terminated.set())
     # The pipe thread, the servo thread and the sample thread share one GIL; the default 5 ms switch interval
     # would let a waiting thread sit for up to 5 ms after its data arrived (most of a 125 Hz period).
     sys.setswitchinterval(0.001)
