@@ -6,6 +6,7 @@ from typing import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 
 
@@ -24,6 +25,13 @@ def run_node(make_node: Callable[[], Node], args=None, threads: int = 1,
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except _rclpy.RCLError:
+        # rclpy's SIGINT/SIGTERM handler shuts the context down asynchronously: a callback publishing at that
+        # moment, the executor building its next wait set, or a node still being constructed then fails with
+        # "context is invalid" (3 of 15 SIGTERMs to a node with a 1 kHz timer). That is the requested shutdown,
+        # not a fault: the cleanup below runs the same way and the exit status stays 0.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             if before_destroy is not None:
