@@ -21,6 +21,8 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
+from amplify_ros.robot.rtde_connection import construction_hard_limit
+
 log = logging.getLogger(__name__)
 
 WORKER_MODULE = "amplify_ros.robot.robot_worker"
@@ -33,7 +35,7 @@ class _Child:
     def __init__(self, proc: subprocess.Popen, conn: Connection):
         self.proc, self.conn = proc, conn
         self.send_lock = threading.Lock()
-        self.last_sample_time = time.monotonic()
+        self.started = self.last_sample_time = time.monotonic()
         self.alive = True
         self.shutting_down = False
 
@@ -105,7 +107,13 @@ class RobotProcess:
         try:
             kind, payload = child.conn.recv()
         except (EOFError, OSError):
-            return False, f"robot process exited during connection (exit code {child.proc.wait(5)})"
+            message = f"robot process exited during connection (exit code {child.proc.wait(5)})"
+            hard_limit = construction_hard_limit(self.config["connection"]["connect_timeout"])
+            if time.monotonic() - child.started >= hard_limit:  # faulthandler's exit: it sends nothing first
+                message += (f": the ur-rtde clients were not created within {hard_limit:.0f} s (3 x connect_timeout "
+                            f"+ 5 s; typically a controller that accepts connections but does not answer), "
+                            f"traceback in the log")
+            return False, message
         if kind != "connected":
             return False, str(payload)
         with self.lock:

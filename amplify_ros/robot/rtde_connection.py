@@ -35,6 +35,12 @@ SAFETY_NORMAL, SAFETY_REDUCED = 1, 2
 STALE_DATA_TIMEOUT = 0.5  # s without a new RTDE timestamp = connection lost
 
 
+def construction_hard_limit(connect_timeout: float) -> float:
+    """Seconds after which faulthandler ends a process whose ur-rtde client construction still hangs: the probe
+    (up to ``connect_timeout`` per port) and the thread join (2 x ``connect_timeout``) come first."""
+    return 3 * connect_timeout + 5.0
+
+
 class ConnectionFailed(RuntimeError):
     """The controller could not be reached or did not answer in time."""
 
@@ -147,7 +153,7 @@ class RobotConnection:
             except Exception as exc:  # ur-rtde raises RuntimeError for most failures
                 result["error"] = exc
 
-        hard_limit = 3 * self.connect_timeout + 5.0
+        hard_limit = construction_hard_limit(self.connect_timeout)
         faulthandler.dump_traceback_later(hard_limit, exit=True)
         try:
             worker = threading.Thread(target=build, name="ur_rtde_connect", daemon=True)
