@@ -5,6 +5,8 @@ All tests share the fake controller's fixed ports, so they take a file lock (see
 import json
 import os
 import signal
+import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -13,13 +15,20 @@ import numpy as np
 import pytest
 
 from fake_ur_process import (fake_stats, dashboard, fake_ur_ports_lock, ros_env, start_driver, start_fake_ur,
-                             stop_process)
+                             stop_process, wait_for_free_ports)
+from amplify_core.ur5 import JOINT_NAMES, default_kinematics
+from amplify_ros.fake_ur import rtde_protocol as rp
+from amplify_ros.robot.interpolation import pose_distance
+from amplify_ros.robot.rtde_connection import construction_hard_limit
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.update({k: v for k, v in ros_env().items() if k.startswith("ROS_")})  # this process too
 
 rclpy = pytest.importorskip("rclpy")
+from geometry_msgs.msg import PoseStamped  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from scipy.spatial.transform import Rotation  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
@@ -183,21 +192,38 @@ def test_clamped_command_moves_only_to_the_limit(rig):
     assert 0.005 < moved < 0.2  # moved, but only by clamped steps, never to the 20 cm target
 
 
+SERVO_PERIOD = 1.0 / 125  # s, rtde_frequency in config/ur5_driver.yaml (CB3)
+# Scheduling slack for a stop measured from the test's publish time: ROS transport + node -> robot process pipe
+# + thread wake-ups, 30-45 ms at p99 under heavy load (docs/ur5_driver.md "Measured"), rounded up.
+STOP_SLACK = 0.06
+
+
 def test_watchdog_stops_arm_when_commands_stop(rig):
     probe, driver, _ = rig
-    driver(watchdog_timeout_ms=150)
+    watchdog = 0.15
+    driver(watchdog_timeout_ms=int(watchdog * 1000))
     start = current_pose()
     assert probe.enable().success
-    poses = [start + np.array([0.001 * k, 0, 0, 0, 0, 0]) for k in range(20)]
-    stream(probe, poses)
-    t_last = time.monotonic()
+    stream(probe, [start + np.array([0.001 * k, 0, 0, 0, 0, 0]) for k in range(19)])
+    probe.send(start + np.array([0.019, 0, 0, 0, 0, 0]))
+    t_last = time.monotonic()  # the last command is published now; CLOCK_MONOTONIC is the fake's clock too
     status = probe.wait_status(lambda s: s["stop_reason"].startswith("watchdog"), timeout=3)
-    stopped_after = time.monotonic() - t_last
-    assert fake_stats()["counts"]["servoStop"] >= 1
-    assert stopped_after < 0.15 + 0.4  # watchdog + status period + transport
-    time.sleep(0.3)
-    assert np.max(np.abs(fake_stats()["qd"])) < 1e-6
     assert not status["streaming"]
+    time.sleep(0.3)
+    stats = fake_stats()
+    assert stats["counts"]["servoStop"] == 1
+    assert stats["at_rest_since"] is not None and np.max(np.abs(stats["qd"])) == 0.0  # at rest, exactly
+    streamed_for = stats["last_servo_received"] - t_last  # servoL keeps coming (holding the target) until then
+    stop_after = stats["stop_received"] - t_last
+    rest_after = stats["at_rest_since"] - t_last
+    print(f"watchdog {watchdog * 1000:.0f} ms: last servoL {streamed_for * 1000:.0f} ms, servoStop at the controller "
+          f"{stop_after * 1000:.0f} ms, arm at rest {rest_after * 1000:.0f} ms after the last command was published")
+    # Not before the watchdog time (the robot process received the command after it was published), and nothing
+    # streamed after the stop ...
+    assert watchdog <= stop_after and streamed_for <= stop_after
+    # ... and the arm is at rest by then plus one servo period (the check runs once per period), one controller
+    # tick (the fake applies the stop and brings the nearly settled arm to rest in it) and the scheduling slack.
+    assert rest_after <= watchdog + 2 * SERVO_PERIOD + STOP_SLACK
 
 
 def test_protective_stop_stops_streaming_and_is_reported(rig):
@@ -321,3 +347,252 @@ def test_sigint_stops_arm_and_exits_cleanly(rig):
     assert driver_proc.wait(10) == 0
     counts = fake_stats()["counts"]
     assert counts["servoStop"] > before and counts["stopScript"] >= 1
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan may wait a while for its reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not within {timeout} s")
+
+
+# A long watchdog in the shutdown tests: the stop they measure must come from the shutdown path, not the watchdog.
+LONG_WATCHDOG_MS = 5000
+
+
+@pytest.mark.parametrize("targets", ["node", "node and robot process"])
+def test_sigterm_stops_arm_and_exits(rig, targets):
+    """SIGTERM to the node (``kill``, ros2 launch's escalation), or to the node and its robot process at once
+    (systemd's default KillMode and container runtimes signal the whole group)."""
+    probe, driver, _ = rig
+    driver_proc = driver(watchdog_timeout_ms=LONG_WATCHDOG_MS)
+    start = current_pose()
+    assert probe.enable().success
+    stream(probe, [start + np.array([0.002 * k, 0, 0, 0, 0, 0]) for k in range(10)])
+    assert probe.status["streaming"] and fake_stats()["counts"]["servoStop"] == 0
+    (worker,) = child_pids(driver_proc.pid)
+    t_signal = time.monotonic()
+    driver_proc.send_signal(signal.SIGTERM)
+    if targets != "node":
+        os.kill(worker, signal.SIGTERM)
+    assert driver_proc.wait(10) == 0
+    stats = fake_stats()
+    assert stats["counts"]["servoStop"] == 1 and stats["counts"]["stopScript"] == 1
+    print(f"SIGTERM to the {targets}: servoStop at the controller {(stats['stop_received'] - t_signal) * 1000:.0f} ms "
+          f"later")
+    assert stats["stop_received"] - t_signal < 1.0  # the shutdown, far before the 5 s watchdog
+    time.sleep(0.1)
+    stats = fake_stats()
+    assert np.max(np.abs(stats["qd"])) == 0.0 and stats["runtime_state"] == 1  # at rest, control script stopped
+    assert not alive(worker)
+
+
+def test_killed_driver_leaves_the_arm_stopped(rig):
+    """SIGKILL runs no handler in the node; the robot process sees its pipe close and stops the arm itself."""
+    probe, driver, _ = rig
+    driver_proc = driver(watchdog_timeout_ms=LONG_WATCHDOG_MS)
+    start = current_pose()
+    assert probe.enable().success
+    stream(probe, [start + np.array([0.002 * k, 0, 0, 0, 0, 0]) for k in range(10)])
+    (worker,) = child_pids(driver_proc.pid)
+    t_kill = time.monotonic()
+    driver_proc.kill()
+    driver_proc.wait(5)
+    wait_for(lambda: fake_stats()["counts"]["stopScript"] == 1, 5, "stopScript from the orphaned robot process")
+    stats = fake_stats()
+    assert stats["counts"]["servoStop"] == 1
+    print(f"driver SIGKILLed: servoStop at the controller {(stats['stop_received'] - t_kill) * 1000:.0f} ms later")
+    assert stats["stop_received"] - t_kill < 1.0  # the pipe closing, far before the 5 s watchdog
+    wait_for(lambda: not alive(worker), 5, "the robot process exiting")
+    assert np.max(np.abs(fake_stats()["qd"])) == 0.0
+
+
+def test_servoj_mode_gripper_and_tcp_pose(rig):
+    probe, driver, _ = rig
+    states = {}
+    probe.node.create_subscription(PoseStamped, "/ur5/tcp_pose", lambda m: states.update(pose=m), 10)
+    probe.node.create_subscription(JointState, "/joint_states", lambda m: states.update(joints=m), 10)
+    driver(servo_mode="servoJ", watchdog_timeout_ms=150)
+    start = current_pose()
+    assert probe.enable().success
+    target = start + np.array([0.02, -0.01, 0.01, 0, 0, 0])
+    for k in range(1, 31):  # 1.5 s: a 2.4 cm ramp over 1 s, then holding, with the gripper closed
+        probe.send(start + (target - start) * min(k / 20, 1.0), gripper=1.0)
+        time.sleep(0.05)
+    stats = fake_stats()
+    assert stats["counts"]["servoJ"] > 100 and stats["counts"]["servoL"] == 0
+    assert stats["digital_out"] & (1 << 16)  # tool digital output 0 (gripper_pin) high = closed
+    # the joint targets streamed are the node's IK of the interpolated pose, which has arrived at the target
+    dist, angle = pose_distance(default_kinematics().fk_pose(np.array(stats["last_servo"])), target)
+    assert dist < 1e-6 and angle < 1e-6  # (angles: the home orientation is a half turn, its rotation vector +-)
+    for _ in range(10):
+        probe.send(target, gripper=0.0)
+        time.sleep(0.05)
+    assert not fake_stats()["digital_out"] & (1 << 16)  # opened
+    probe.wait_status(lambda s: s["stop_reason"].startswith("watchdog"))
+    time.sleep(0.3)  # at rest: several /ur5/tcp_pose and /joint_states messages (50 Hz) since
+    stats = fake_stats()
+    assert np.max(np.abs(stats["qd"])) == 0.0
+    actual = np.array(stats["tcp_pose"])
+    assert np.linalg.norm(actual[:3] - target[:3]) < 1e-3  # the fake's servo lag had 0.5 s to settle
+    msg = states["pose"]
+    assert msg.header.frame_id == "base"
+    p, o = msg.pose.position, msg.pose.orientation
+    assert np.allclose([p.x, p.y, p.z], actual[:3], atol=1e-9)
+    quat = Rotation.from_rotvec(actual[3:]).as_quat()
+    assert abs(abs(np.dot([o.x, o.y, o.z, o.w], quat)) - 1.0) < 1e-9  # the same rotation (q and -q are one)
+    js = states["joints"]
+    assert list(js.name) == list(JOINT_NAMES) and np.allclose(js.position, stats["q"], atol=1e-9)
+
+
+def rotated(pose, angle):
+    """``pose`` turned by ``angle`` rad about the base z axis through the TCP (position unchanged)."""
+    out = np.array(pose, dtype=np.float64)
+    out[3:] = (Rotation.from_rotvec([0, 0, angle]) * Rotation.from_rotvec(out[3:])).as_rotvec()
+    return out
+
+
+def test_too_fast_or_too_far_rotation_is_rejected_and_counted(rig):
+    """Commands with no translation at all, so only the angular rules can refuse them."""
+    probe, driver, _ = rig
+    driver(violation_action="reject", max_angular_speed=0.2, max_step_angular=0.5)
+    start = current_pose()
+    assert probe.enable().success
+    probe.send(start)  # accepted: the reference of the implied speed of the next command
+    time.sleep(0.05)
+    probe.send(rotated(start, 0.3))  # within max_step_angular, but 0.3 rad in ~50 ms >> 0.2 rad/s
+    status = probe.wait_status(lambda s: s["counts"]["rejected"] >= 1)
+    assert status["counts"] == {"accepted": 1, "clamped": 0, "rejected": 1}
+    assert "speed implied by the previous command" in status["last_violation"]
+    assert "max_step" not in status["last_violation"]
+    probe.send(rotated(start, 0.6))  # 0.6 rad from the current orientation > max_step_angular
+    status = probe.wait_status(lambda s: s["counts"]["rejected"] >= 2)
+    assert status["counts"] == {"accepted": 1, "clamped": 0, "rejected": 2}
+    assert "(0.000 m, 0.600 rad) exceeds max_step_linear/max_step_angular" in status["last_violation"]
+    dist, angle = pose_distance(start, current_pose())
+    assert dist < 1e-6 and angle < 1e-6  # the arm never turned
+
+
+class SilentListener:
+    """Accepts TCP connections on 127.0.0.1:``port``; sends nothing unless ``greet(conn, n)`` does (n = 1, 2, ...)."""
+
+    def __init__(self, port, greet=None):
+        self.server = socket.create_server(("127.0.0.1", port))
+        self.server.settimeout(0.05)  # close() does not wake a blocked accept(): poll a flag instead
+        self.greet, self.accepted = greet, []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.done.is_set():
+            try:
+                conn = self.server.accept()[0]
+            except socket.timeout:
+                continue
+            self.accepted.append(conn)
+            if self.greet is not None:
+                threading.Thread(target=self.greet, args=(conn, len(self.accepted)), daemon=True).start()
+
+    def close(self):
+        self.done.set()
+        self.thread.join()
+        for sock in [*self.accepted, self.server]:
+            sock.close()
+
+
+def answer_only_the_probe(conn, n):
+    """RTDE that answers the driver's pure-Python probe (its first connection: handshake, one data package) and
+    then nothing: ur-rtde's own connections hang in its constructors, which hold the GIL."""
+    if n > 1:
+        return
+    replies = {rp.REQUEST_PROTOCOL_VERSION: b"\x01", rp.GET_URCONTROL_VERSION: struct.pack(">IIII", 3, 15, 7, 0),
+               rp.SETUP_OUTPUTS: b"\x01DOUBLE", rp.START: b"\x01"}
+    try:
+        while True:
+            kind, _ = rp.read_message(conn)
+            conn.sendall(rp.message(kind, replies[kind]))
+            if kind == rp.START:
+                conn.sendall(rp.message(rp.DATA_PACKAGE, b"\x01" + struct.pack(">d", 0.0)))
+    except (OSError, ConnectionError, rp.ProtocolError):
+        return  # the probe closed the connection
+
+
+def dashboard_welcome(conn, n):
+    conn.sendall(b"Connected: Universal Robots Dashboard Server\n")
+
+
+def timed_reconnect(probe):
+    t0 = time.monotonic()
+    reply = probe.call(probe.reconnect_cli, Trigger.Request(), timeout=60)
+    return reply, time.monotonic() - t0
+
+
+def test_unresponsive_controller_fails_within_its_timeouts_and_node_stays_up(tmp_path):
+    connect_timeout = 1.0
+    hard_limit = construction_hard_limit(connect_timeout)  # 8 s
+    with fake_ur_ports_lock():
+        wait_for_free_ports()
+        probe = Probe()
+        driver_proc = start_driver(tmp_path, connect_timeout=connect_timeout)
+        try:
+            # nothing listens: refused at once; the time of that reconnect is the robot process's start-up
+            status = probe.wait_status(lambda s: "not reachable" in s["stop_reason"], timeout=30)
+            assert "Connection refused" in status["stop_reason"], status
+            reply, startup = timed_reconnect(probe)
+            assert not reply.success and "Connection refused" in reply.message
+
+            # 1. RTDE accepts and never answers: the probe's socket timeout ends the attempt
+            listener = SilentListener(30004)
+            try:
+                reply, elapsed = timed_reconnect(probe)
+                assert listener.accepted, "the connection attempt never reached the silent listener"
+            finally:
+                listener.close()
+            print(f"silent controller: reconnect failed after {elapsed:.2f} s (connect_timeout {connect_timeout} s, "
+                  f"robot process start-up {startup:.2f} s): {reply.message}")
+            assert not reply.success and reply.message == "controller 127.0.0.1 not reachable: timed out"
+            assert connect_timeout <= elapsed <= startup + connect_timeout + 1.0
+            status = probe.wait_status(lambda s: "timed out" in s["stop_reason"])
+            assert not status["connected"] and status["stop_reason"] == f"disconnected ({reply.message})"
+
+            # 2. the probe is answered, then ur-rtde's constructors hang holding the GIL: faulthandler ends the
+            #    robot process at the hard limit, while the node keeps publishing status
+            listeners = [SilentListener(30004, answer_only_the_probe), SilentListener(29999, dashboard_welcome)]
+            try:
+                seen = probe.status_count
+                reply, elapsed = timed_reconnect(probe)
+                during = probe.status_count - seen
+                assert len(listeners[0].accepted) >= 2, "ur-rtde never connected after the probe"
+            finally:
+                for listener in listeners:
+                    listener.close()
+            print(f"controller silent after the probe: reconnect failed after {elapsed:.2f} s (hard limit "
+                  f"{hard_limit:.0f} s), {during} status messages meanwhile: {reply.message}")
+            assert not reply.success and "the ur-rtde clients were not created within 8 s" in reply.message
+            assert hard_limit <= elapsed <= startup + hard_limit + 1.5
+            assert during >= 5 * elapsed  # status_rate 10 Hz (half of it under load): the node was never frozen
+            assert "Timeout (0:00:08)!" in (tmp_path / "driver.log").read_text()  # faulthandler's traceback
+
+            # the node keeps running and reporting, with no robot process left restarting by itself
+            status = probe.wait_status(lambda s: "not created within" in s["stop_reason"])
+            assert not status["connected"]
+            seen = probe.status_count
+            time.sleep(1.5)
+            assert probe.status_count - seen >= 10
+            assert driver_proc.poll() is None and not child_pids(driver_proc.pid)
+        finally:
+            probe.close()
+            code = stop_process(driver_proc)
+            print((tmp_path / "driver.log").read_text()[-3000:])
+        assert code == 0

@@ -83,6 +83,10 @@ class FakeURController:
         self.counts["protective_stops"] = 0
         # (monotonic time, command name, 6 targets) of recent real-time commands, for latency measurements.
         self.servo_log: deque = deque(maxlen=20000)
+        # When the last stop command (servoStop, speedStop, stopJ, stopL, stopScript) arrived and when the arm then
+        # came to rest (monotonic times, None before the first): tests measure stop times against these.
+        self.stop_received: float | None = None
+        self.at_rest_since: float | None = None
         self.on_joint_state: list[Callable[[np.ndarray], None]] = []
 
     # ---- state read by the RTDE server -------------------------------------------------------------
@@ -155,12 +159,14 @@ class FakeURController:
         self.counts[name] = self.counts.get(name, 0) + 1
         d = self._doubles(11)
         if cmd in (CMD_SERVO_STOP, CMD_SPEED_STOP, CMD_STOPJ, CMD_STOPL):
+            self.stop_received = received
             self._stop(decel=d[0] if d[0] > 0 else 10.0)
         elif cmd == CMD_MOVEJ:
             self._start_move(d[:6], speed=d[6])
         elif cmd == CMD_MOVEL:
             self._start_move(self._ik(d[:6]), speed=d[6] * 4.0)
         elif cmd == CMD_STOP_SCRIPT:
+            self.stop_received = received
             self._stop(decel=10.0)
             self.runtime_state = RUNTIME_STOPPED
         log.debug("script command %s", name)
@@ -277,6 +283,7 @@ class FakeURController:
                 if new_speed == 0.0:
                     self._decel = None
                     self.q = q_prev
+                    self.at_rest_since = time.monotonic()
                 else:
                     self.q = self.q + self.qd * (new_speed / speed) * dt
             self.qd = (self.q - q_prev) / dt

@@ -3,7 +3,9 @@ script port (30003), plus the tick thread that advances the kinematic model and 
 
 Extensions to the real dashboard protocol, for tests and benchmarks in other processes:
 ``fake protective stop``, ``fake emergency stop``, ``fake stats`` (one JSON line: command counts, modes,
-joints, TCP pose) and ``fake servo log`` (JSON list of the servo commands received since the last call, with
+joints, TCP pose, digital outputs, and the ``time.monotonic()`` arrival of the last servo command
+(``last_servo_received``) and of the last stop command (``stop_received``) and when a stop brought the arm to
+rest (``at_rest_since``)) and ``fake servo log`` (JSON list of the servo commands received since the last call, with
 their ``time.monotonic()`` arrival times; used by amplify-benchmark-driver). SIGUSR1 also triggers a protective stop in the ``amplify-fake-ur`` process.
 
 Python API: ``FakeURServer(...).start()``; ``.controller`` is the ``FakeURController`` (its
@@ -276,7 +278,9 @@ class FakeURServer:
             return {"counts": dict(c.counts), "robot_mode": c.robot_mode, "safety_mode": c.safety_mode,
                     "runtime_state": c.runtime_state, "q": c.q.tolist(), "qd": c.qd.tolist(),
                     "tcp_pose": c.robot_pose().tolist(), "digital_out": c.digital_out,
-                    "last_servo": list(c.servo_log[-1][2]) if c.servo_log else None}
+                    "last_servo": list(c.servo_log[-1][2]) if c.servo_log else None,
+                    "last_servo_received": c.servo_log[-1][0] if c.servo_log else None,
+                    "stop_received": c.stop_received, "at_rest_since": c.at_rest_since}
 
     def take_servo_log(self) -> list:
         """Every servoJ/servoL received since the last call, as [monotonic time, name, 6 targets], then cleared.
