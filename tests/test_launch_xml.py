@@ -47,6 +47,9 @@ def test_fake_launch_file_maps_to_venv_commands(tmp_path):
     assert entry_points["forward_dynamics_node"] == "amplify_ros.forward_dynamics_node:main"
     assert entry_points["amplify-benchmark-pipeline"] == "training.benchmark_pipeline:main"
     fake, cams = procs[0], procs[1]
+    assert ("value", "dry_run", "false") in procs[-1].params  # the fake arm moves by default ...
+    dry = read_launch(ROOT / "launch/amplify_fake.launch.xml", {**CKPT, "dry_run": "true"})[-1]
+    assert ("value", "dry_run", "true") in dry.params and ("value", "dry_run", "false") not in dry.params  # ... or not
     assert fake.kind == "executable" and fake.ros_arguments() == []
     # no installed script in an empty bin dir -> python -m <module> from setup.py
     argv = command_line(cams, tmp_path, entry_points, sys.executable)

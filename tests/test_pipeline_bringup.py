@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ros_processes import (ROOT, TASKS, Probe, fake_ur_ports_lock, node_argv, ros_env, start_process,  # noqa: E402
-                           stop_process, tiny_checkpoints, use_ros_env_here, wait_for_free_ports)
+from ros_processes import (ROOT, TASKS, Probe, call_service, fake_ur_ports_lock, node_argv, ros_env,  # noqa: E402
+                           start_process, stop_process, tiny_checkpoints, use_ros_env_here, wait_for_free_ports)
 
 pytest.importorskip("rclpy")
 use_ros_env_here()
@@ -23,10 +23,19 @@ from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
+from amplify_ros.fake_ur.client import fake_stats  # noqa: E402
 from amplify_ros.launch_xml import command_line, console_scripts, read_launch  # noqa: E402
 
 
 TASK_CODES = {TASKS[0]: 100, TASKS[1]: 200}  # the forward model is fitted to these (fit_task_codes)
+
+
+def ros_parameter(config: str, name: str):
+    """A parameter of config/<config>.yaml, the file the launch file gives the node."""
+    import yaml
+
+    (node,) = yaml.safe_load((ROOT / "config" / f"{config}.yaml").read_text()).values()
+    return node["ros__parameters"][name]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +78,8 @@ def test_cameras_to_moving_arm_task_change_and_camera_stop(checkpoints, tmp_path
         probe = Probe()
         try:
             for topic, kind in [("/joint_states", JointState), ("/amplify/codes", JointTrajectory),
-                                ("/ur5/command", JointTrajectory), ("/amplify/status", String)]:
+                                ("/ur5/command", JointTrajectory), ("/policy/action_chunk", JointTrajectory),
+                                ("/amplify/status", String)]:
                 probe.record(kind, topic)
             task_pub = probe.node.create_publisher(String, "/task", 10)
             probe.wait_for(lambda: len(probe.get("/ur5/command")) >= 10, 60, "ensembled commands on /ur5/command")
@@ -84,6 +94,13 @@ def test_cameras_to_moving_arm_task_change_and_camera_stop(checkpoints, tmp_path
             displacement = np.abs(moved[-1][1] - moved[0][1]).max()
             assert displacement > 1e-3, f"arm did not move: {displacement}"
 
+            # the inverse node's chunks: 16 actions for the driver's axes, one control period (50 ms) apart
+            chunks = [m for _, _, m in probe.get("/policy/action_chunk")]
+            assert chunks and all(len(m.points) == 16 for m in chunks), {len(m.points) for m in chunks}
+            assert list(chunks[-1].joint_names) == ["x", "y", "z", "rx", "ry", "rz", "gripper"]
+            assert [pt.time_from_start.sec * 10**9 + pt.time_from_start.nanosec for pt in chunks[-1].points] == \
+                [k * 50_000_000 for k in range(16)]
+
             # every code message is the first task's code sequence
             before = codes_after(probe, t_enable)
             assert len(before) >= 10 and set(before) == {(100.0,) * 15}
@@ -91,7 +108,8 @@ def test_cameras_to_moving_arm_task_change_and_camera_stop(checkpoints, tmp_path
             probe.wait_for(lambda: task_pub.get_subscription_count() >= 1, 10, "the forward node's /task reader")
             task_pub.publish(String(data=TASKS[1]))
             t_task = time.monotonic()
-            probe.wait_for(lambda: len(set(codes_after(probe, t_task))) >= 2, 10, "codes of the new task")
+            # (the first task's codes may all be received before t_task: wait for the new ones, not for both)
+            probe.wait_for(lambda: (200.0,) * 15 in codes_after(probe, t_task), 10, "codes of the new task")
             time.sleep(0.5)
             after = codes_after(probe, t_task + 0.3)
             assert len(after) >= 3 and set(after) == {(200.0,) * 15}  # the new task's codes, from the next step on
@@ -113,16 +131,40 @@ def test_cameras_to_moving_arm_task_change_and_camera_stop(checkpoints, tmp_path
             probe.wait_for(lambda: len(j := joints(probe, t_known)) > 1 and np.abs(j[-1][1] - j[0][1]).max() > 1e-4,
                            10, "the arm moving again")
 
-            # stop one camera: commands stop, the driver's watchdog stops the arm
-            assert probe.call(SetBool, "/cameras/side/enable", SetBool.Request(data=False)).success
-            t_stop = time.monotonic()
+            # Stop one camera: commands stop, then the driver's watchdog stops the arm. The chain of timeouts:
+            #  - forward node: no new synchronised triple, so no new codes at its next step (its own staleness
+            #    limit, 0.2 s, is never the one that acts);
+            #  - inverse node: keeps ticking from the ensembled earlier chunks until the newest observation and
+            #    the side camera's last frame (stamps lag publishing, so stamped before the camera stopped) are
+            #    older than its max_observation_age (0.3 s) -> the last command 0.3 s after the camera stopped;
+            #  - driver: servoStop when that command is watchdog_timeout_ms (0.2 s) old, checked once per servo
+            #    period (8 ms); the fake decelerates to rest within one controller tick (8 ms).
+            # Bound: 0.3 + 0.2 + 2 x 8 ms + slack (0.1 s) for the service call (t_stop is taken before it, so the
+            # measured delays are on the long side), transport and scheduling of five processes on two busy cores.
+            inverse_age = ros_parameter("inverse_dynamics", "max_observation_age")
+            watchdog = ros_parameter("ur5_driver", "watchdog_timeout_ms") / 1000
+            servo_period = 1 / ros_parameter("ur5_driver", "rtde_frequency")
+            slack = 0.1
+            camera_cli = probe.node.create_client(SetBool, "/cameras/side/enable")
+            assert camera_cli.wait_for_service(timeout_sec=10)
+            t_stop = time.monotonic()  # the camera stops a little later, when the call is served
+            assert call_service(camera_cli, SetBool.Request(data=False)).success
             time.sleep(1.5)
-            commands = [t for t, _, _ in probe.get("/ur5/command")]
-            last_command = max(commands) - t_stop
-            print(f"last command {last_command * 1000:.0f} ms after the side camera stopped")
-            assert last_command < 0.5  # staleness limit 0.2 s (forward) / 0.3 s (inverse) + one step
-            still = joints(probe, time.monotonic() - 0.5)
-            assert len(still) > 5 and np.abs(still[-1][1] - still[0][1]).max() < 1e-5, "arm still moving"
+            stats = fake_stats()
+            last_command = max(t for t, _, _ in probe.get("/ur5/command")) - t_stop
+            assert stats["stop_received"] > t_stop and stats["at_rest_since"] >= stats["stop_received"]
+            servo_stop, at_rest = stats["stop_received"] - t_stop, stats["at_rest_since"] - t_stop
+            js = joints(probe, t_stop - 0.1)
+            last_change = max(t for (t, q), (_, q_prev) in zip(js[1:], js) if not np.array_equal(q, q_prev)) - t_stop
+            bound = inverse_age + watchdog + 2 * servo_period + slack
+            print(f"after the side camera stopped: last command {last_command * 1000:.0f} ms, servoStop at the "
+                  f"controller {servo_stop * 1000:.0f} ms, arm at rest {at_rest * 1000:.0f} ms (bound "
+                  f"{bound * 1000:.0f} ms), last change on /joint_states {last_change * 1000:.0f} ms")
+            assert last_command <= inverse_age + slack
+            assert at_rest <= bound
+            # /joint_states agrees: no change later than the driver's sampling (20 ms) and publishing (20 ms) after
+            assert last_change <= at_rest + 0.04 + slack
+            assert np.max(np.abs(stats["qd"])) == 0.0
             statuses = probe.statuses("inverse_dynamics")
             assert "/cameras/side/image_raw" in (statuses[-1]["idle_reason"] or "")
             for name, proc in started.items():
@@ -229,7 +271,18 @@ def test_benchmark_command_runs_short(tmp_path):
                              "2", "--warmup", "1", "--json", str(out)], env=ros_env(), cwd=ROOT, capture_output=True,
                             text=True, timeout=150)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "control Hz" in result.stdout and "targets" in result.stdout, result.stdout
+    assert "control Hz" in result.stdout and "1% measurement tolerance, i.e. >= 19.80 Hz" in result.stdout, \
+        result.stdout
     (row,) = json.loads(out.read_text())
     assert row["size"] == "128x128" and row["commands"] > 0 and row["camera_rate_hz"] > 20, row
     assert 0 < row["latency_median_ms"] <= row["latency_p99_ms"], row
+
+
+def test_benchmark_rate_target_allows_only_the_measurement_tolerance():
+    from training.benchmark_pipeline import targets_met
+
+    row = {"control_rate_hz": 20.0, "latency_p99_ms": 60.0}
+    assert targets_met([row]) and targets_met([{**row, "control_rate_hz": 19.9}])  # a 20 Hz timer over a window
+    assert not targets_met([{**row, "control_rate_hz": 19.0}])  # 5 % short: not 20 Hz
+    assert not targets_met([{**row, "control_rate_hz": 19.7}])
+    assert not targets_met([row, {**row, "latency_p99_ms": 101.0}])

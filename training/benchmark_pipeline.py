@@ -10,7 +10,7 @@ separate). Prints per size:
   * achieved control rate (/ur5/command messages/s received here),
   * camera-to-command latency: receive time of a command minus the camera stamp it was computed from
     (median, p99); the stamp already lags the fake camera's publish time by U(0, 2*jitter).
-Targets: control >= 20 Hz, p99 <= 100 ms.
+Targets: control >= 20 Hz (1 % measurement tolerance: >= 19.8 Hz counted over the window), p99 <= 100 ms.
 
 Example::
 
@@ -36,6 +36,11 @@ from training.ros_processes import ROOT, node_argv, start_process, stop_process,
 
 HOME_Q = (0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0)  # the fake UR controller's start pose
 TASKS = ("put the red block in the bowl", "open the drawer")
+TARGET_RATE_HZ, TARGET_P99_MS = 20.0, 100.0
+# A 20 Hz timer counted over a finite window reads 19.9x (a tick that falls just outside the window), so the rate
+# target gets a 1 % measurement tolerance, printed with the verdict; a real shortfall (19 Hz) still fails.
+RATE_TOLERANCE = 0.01
+MIN_RATE_HZ = TARGET_RATE_HZ * (1 - RATE_TOLERANCE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,6 +247,10 @@ def run_size(width: int, height: int, models: dict, args, log_dir: Path) -> dict
     }
 
 
+def targets_met(results: list[dict]) -> bool:
+    return all(r["control_rate_hz"] >= MIN_RATE_HZ and r["latency_p99_ms"] <= TARGET_P99_MS for r in results)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     sizes = []
@@ -276,8 +285,8 @@ def main(argv=None) -> int:
               f"{r['camera_rate_hz']:>9.1f} {r['synced_rate_hz']:>10.1f} {r['control_rate_hz']:>10.1f} "
               f"{r['latency_median_ms']:>11.1f} ms {r['latency_p99_ms']:>5.1f} ms {r['forward_step_ms'] or 0:>6.1f} ms "
               f"{r['inverse_step_ms'] or 0:>6.1f} ms {r['unmatched_codes']:>9}")
-    ok = all(r["control_rate_hz"] >= 20 * 0.95 and r["latency_p99_ms"] <= 100 for r in results)
-    print(f"targets (control >= 20 Hz, p99 <= 100 ms): {'met' if ok else 'NOT met'}")
+    print(f"targets (control >= {TARGET_RATE_HZ:.0f} Hz with {RATE_TOLERANCE:.0%} measurement tolerance, i.e. >= "
+          f"{MIN_RATE_HZ:.2f} Hz; p99 <= {TARGET_P99_MS:.0f} ms): {'met' if targets_met(results) else 'NOT met'}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
