@@ -59,3 +59,19 @@ def test_provider_preference_puts_gpu_first():
 def test_missing_export_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no policy.json"):
         OnnxPolicy(tmp_path)
+
+
+def test_policy_benchmark_prints_every_runtime_its_ratios_and_the_breakdown():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "training.benchmark_policy", "--configs", "tiny", "--repeats", "1",
+                          "--rounds", "1", "--threads", "1"], capture_output=True, text=True, check=True).stdout
+    row = next(line for line in out.splitlines() if line.startswith("tiny ") and "ms" in line).split()
+    no_cache, cache, onnx = (float(v.rstrip("ms")) for v in row[2:5])
+    assert all(v > 0 for v in (no_cache, cache, onnx))
+    # the printed ratios are the printed latencies' ratios
+    assert float(row[5].rstrip("x")) == pytest.approx(no_cache / cache, rel=0.02)
+    assert float(row[6].rstrip("x")) == pytest.approx(cache / onnx, rel=0.02)
+    assert "each runtime in its own process" in out
+    assert "decoding step" in out and "cache x with free decoding steps" in out and "targets:" in out
