@@ -6,12 +6,13 @@ amplify-evaluate that writes its result file."""
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
 import pytest
 
-from amplify_core.episodes import read_episode, write_episode
+from amplify_core.episodes import read_episode, tracks_path, write_episode
 from amplify_core.libero import installation
 from amplify_core.libero.demo_files import Demo, LiberoDataError, read_demo_file, write_demo_file
 from training.libero_split import main as split_main
@@ -141,6 +142,36 @@ def test_splits_link_k_demos_per_task_and_name_missing_stores(tmp_path, episode_
     assert "few_shot_2" in capsys.readouterr().err  # the known splits are listed
 
 
+def test_zero_shot_split_gives_the_inverse_model_only_libero_90_actions(tmp_path, episode_factory):
+    """Forward: every video of LIBERO-90 and of the suite (an action-free one too); inverse: LIBERO-90's demos
+    with actions only, none of the evaluated suite."""
+    stores = {"libero_90": tmp_path / "libero_90", "libero_object": tmp_path / "libero_object"}
+    names = {"libero_90": [], "libero_object": []}
+    suite_tasks = {"libero_90": ("open the drawer", "turn on the stove"), "libero_object": ("pick up the soup",)}
+    for suite, tasks in suite_tasks.items():
+        stores[suite].mkdir()
+        for task in tasks:
+            for i in range(3):
+                episode = episode_factory(num_frames=16, seed=i, actions=not (suite == "libero_90" and i == 2))
+                episode.task = task
+                path = stores[suite] / f"{task.replace(' ', '_')}_demo{i:03d}.h5"
+                write_episode(path, episode)
+                names[suite].append(path.name)
+    tracked = stores["libero_object"] / "pick_up_the_soup_demo000.h5"
+    tracks_path(tracked).write_bytes(b"")  # a track sidecar travels with its episode
+    out = tmp_path / "zs"
+    assert split_main(["zero_shot", "--suite", "libero_object", "--out", str(out),
+                       *[f"--store={suite}={folder}" for suite, folder in stores.items()]]) == 0
+    forward = sorted(p.name for p in (out / "forward").glob("*_demo???.h5"))
+    inverse = sorted(p.name for p in (out / "inverse").glob("*.h5"))
+    assert forward == sorted(names["libero_90"] + names["libero_object"])  # 6 + 3 videos
+    assert inverse == sorted(n for n in names["libero_90"] if not n.endswith("002.h5"))  # 2 tasks x 2 with actions
+    assert (out / "forward" / tracks_path(tracked).name).is_symlink()
+    info = json.loads((out / "split.json").read_text())
+    assert info["episodes"]["forward"] == {"open the drawer": 3, "turn on the stove": 3, "pick up the soup": 3}
+    assert info["episodes"]["inverse"] == {"open the drawer": 2, "turn on the stove": 2}
+
+
 def test_install_checks_name_the_missing_asset_and_the_bad_config(tmp_path, monkeypatch):
     fake = tmp_path / "site" / "libero" / "libero"
     fake.mkdir(parents=True)
@@ -157,6 +188,40 @@ def test_install_checks_name_the_missing_asset_and_the_bad_config(tmp_path, monk
         installation.check_config()
     assert installation.write_config() == tmp_path / "cfg" / "config.yaml"  # a user's file is never replaced
     assert (tmp_path / "cfg" / "config.yaml").read_text() == "assets: /x\n"
+
+
+@pytest.mark.parametrize("command", ["amplify-evaluate", "amplify-libero-generate"])
+@pytest.mark.parametrize("problem", ["assets missing", "assets incomplete", "another LIBERO version"])
+def test_libero_commands_stop_on_a_bad_install_with_one_line_naming_it(problem, command, tmp_path, monkeypatch,
+                                                                       capsys):
+    from amplify_core.libero import suites
+    from training.evaluate import main as evaluate
+    from training.libero_generate import main as generate
+
+    if problem == "another LIBERO version":
+        _libero_or_skip()  # the version is read from the installed package's metadata
+        monkeypatch.setattr(installation, "metadata", SimpleNamespace(version=lambda name: "0.2.0"))
+        expected = "LIBERO 0.2.0 is installed, this project supports 0.1.1"
+    else:
+        fake = tmp_path / "site" / "libero" / "libero"  # the check looks here instead of the real package
+        fake.mkdir(parents=True)
+        monkeypatch.setattr(installation, "package_dir", lambda: fake)
+        if problem == "assets missing":
+            expected = f"LIBERO's scene assets are missing: {fake / 'assets'} does not exist"
+        else:
+            for folder in ("scenes", "textures"):
+                (fake / "assets" / folder).mkdir(parents=True)
+            expected = "has no ['stable_scanned_objects', 'turbosquid_objects', 'articulated_objects']"
+    suites.suite_tasks.cache_clear()  # a suite listed by an earlier test must not skip the checks
+    if command == "amplify-evaluate":
+        code = evaluate(["--suite", "libero_object", "--controller", "expert", "--episodes", "1"])
+    else:
+        code = generate(["--out", str(tmp_path / "demos"), "--tasks", "0", "--demos", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err and "scripts/setup_libero.sh" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "demos").exists()
 
 
 # ---- with the real LIBERO ----------------------------------------------------------------------------------
@@ -201,6 +266,29 @@ def test_libero_expert_demo_passes_libero_check_and_reads_back(libero_demo):
         env.close()
 
 
+@pytest.mark.parametrize("task, seed", [(1, 1), (2, 0)])
+def test_libero_expert_grasps_the_flat_box_beside_a_can_and_the_tall_bottle(task, seed):
+    """Initial states where a grasp at the object's middle failed: the palm hit the tomato-sauce can beside the
+    cream cheese (task 1), or the salad dressing's cap before the fingers reached the bottle's middle (task 2)."""
+    _libero_or_skip()
+    from amplify_core.libero.env import LiberoEnv
+    from amplify_core.libero.experts import object_and_container, plan_grasp, run_expert
+
+    env = LiberoEnv("libero_object", task, render=False, max_steps=300)
+    try:
+        env.reset(seed)
+        obj, _ = object_and_container(env)
+        middle, grasp = env.raw_obs[f"{obj}_pos"], plan_grasp(env, obj)
+        if task == 1:  # slid along the box, away from the can on its +x side
+            assert grasp[0] < middle[0] - 0.01
+        else:  # held near the top: the palm stays above the 14.6 cm bottle
+            assert grasp[2] > middle[2] + 0.03
+        ok, demo = run_expert(env, seed)
+        assert ok and env.env.check_success() and len(demo.actions) < 300
+    finally:
+        env.close()
+
+
 def test_libero_env_follows_the_fixed_initial_states_and_counts_steps_per_episode():
     _libero_or_skip()
     from amplify_core.libero.env import LiberoEnv
@@ -224,25 +312,56 @@ def test_libero_env_follows_the_fixed_initial_states_and_counts_steps_per_episod
 
 
 def test_policy_rollout_through_the_harness_writes_results_and_report(tmp_path):
+    """The throughput command of docs/libero.md, small: an untrained libero_tiny policy (--random-policy) in the
+    loop; its checkpoints live in a temporary folder that is gone afterwards."""
     _libero_or_skip()
-    from amplify_core.normalization import Normalizer
-    from training.benchmark_pipeline import tiny_checkpoints
     from training.evaluate import main as evaluate
 
     task = "pick up the alphabet soup and place it in the basket"
-    norm = Normalizer(np.zeros(7), np.full(7, 0.1)).to_dict()
-    ckpt = tiny_checkpoints(tmp_path / "m", tasks=[task], config="libero_tiny", action_norm=norm,
-                            proprio_norm=Normalizer(np.zeros(9), np.ones(9)).to_dict())
     out = tmp_path / "eval.json"
     assert evaluate(["--suite", "libero_object", "--tasks", "0", "--controller", "policy",
-                     "--inverse", str(ckpt["inverse"]), "--forward", str(ckpt["forward"]),
-                     "--text-cache", str(ckpt["text_cache"]), "--episodes", "2", "--max-steps", "4",
+                     "--random-policy", "libero_tiny", "--episodes", "2", "--max-steps", "4",
                      "--workers", "1", "--json", str(out), "--report", str(tmp_path / "eval.md")]) == 0
     result = json.loads(out.read_text())
-    assert result["suite"] == "libero_object"
+    assert result["suite"] == "libero_object" and result["controller"]["random_policy"] == "libero_tiny"
     assert [(e["seed"], e["steps"]) for e in result["episodes"]] == [(0, 4), (1, 4)]
     assert result["summary"][task]["episodes"] == 2 and result["summary"]["all"]["episodes"] == 2
-    assert "| **all** |" in (tmp_path / "eval.md").read_text() and (tmp_path / "eval.png").stat().st_size > 0
+    assert result["env_steps"] == 8 and not Path(result["controller"]["inverse"]).exists()
+    report = (tmp_path / "eval.md").read_text()
+    assert "| **all** |" in report and "untrained `libero_tiny`" in report
+    assert (tmp_path / "eval.png").stat().st_size > 0
+
+
+def test_random_policy_arguments_are_checked(capsys):
+    from training.evaluate import main as evaluate
+
+    workcell = ["--tasks", "open the drawer", "--episodes", "1"]
+    assert evaluate(["--controller", "expert", "--random-policy", "tiny", *workcell]) == 2
+    assert "only with --controller policy" in capsys.readouterr().err
+    assert evaluate(["--controller", "policy", "--random-policy", "tiny", "--inverse", "x.pt", *workcell]) == 2
+    assert "without --inverse" in capsys.readouterr().err
+    assert evaluate(["--controller", "policy", "--random-policy", "huge", *workcell]) == 2
+    assert "--random-policy: unknown config preset 'huge'" in capsys.readouterr().err
+
+
+def test_libero_rollout_with_two_workers_writes_the_first_episode_as_a_gif(tmp_path):
+    _libero_or_skip()
+    from PIL import Image
+
+    from training.evaluate import main as evaluate
+
+    gifs, out = tmp_path / "gifs", tmp_path / "eval.json"
+    assert evaluate(["--suite", "libero_object", "--tasks", "0", "--controller", "expert", "--episodes", "2",
+                     "--batch", "1", "--max-steps", "3", "--workers", "2", "--gif-dir", str(gifs),
+                     "--json", str(out)]) == 0
+    episodes = json.loads(out.read_text())["episodes"]
+    assert [(e["seed"], e["steps"]) for e in episodes] == [(0, 3), (1, 3)]
+    (gif,) = gifs.glob("*.gif")  # the first episode of the task only
+    assert gif.name == "pick_up_the_alphabet_soup_and_place_it_in_the_basket_seed0.gif"
+    assert episodes[0]["gif"] == str(gif) and "gif" not in episodes[1]
+    with Image.open(gif) as image:
+        assert image.n_frames == 4  # the observation after the reset and after each of the 3 steps
+        assert image.size == (2 * 128 + 4, 128)  # agentview | eye_in_hand, 128 px, a 4 px gap
 
 
 def test_unknown_suite_or_task_is_a_clear_error(capsys):

@@ -19,6 +19,8 @@ Example::
     amplify-evaluate --suite libero_object --controller policy --inverse runs/libero/inverse.pt \
         --forward runs/libero/forward.pt --episodes 50 --json runs/libero/eval.json --report runs/libero/eval.md
     amplify-evaluate --suite libero_object --tasks 0 3 --controller expert --episodes 5
+    amplify-evaluate --suite libero_object --tasks 0 1 --controller policy --random-policy libero_tiny \
+        --episodes 4 --batch 4 --max-steps 100 --workers 2      # throughput with a policy in the loop
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import logging
 import multiprocessing as mp
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inverse", type=Path, help="inverse-dynamics checkpoint (.pt) of the policy")
     p.add_argument("--forward", type=Path, help="forward-dynamics checkpoint; needed when the inverse model uses codes")
     p.add_argument("--text-cache", type=Path, help="task-embedding cache (npz) for the forward model or a language-conditioned BC")
+    p.add_argument("--random-policy", metavar="CONFIG", default=None,
+                   help="instead of --inverse/--forward: an untrained AMPLIFY policy of this model config (tiny, "
+                        "libero_tiny, paper or a YAML file), for throughput figures that anyone can reproduce "
+                        "(a step costs the same whatever the weights; its success rate means nothing)")
     p.add_argument("--suite", choices=LIBERO_SUITES, default=None,
                    help="evaluate in this LIBERO suite instead of the workcell (needs scripts/setup_libero.sh)")
     p.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
@@ -177,6 +184,23 @@ def main(argv=None) -> int:
     except ValueError as exc:  # unknown task or suite, LIBERO not installed
         print(f"--tasks/--suite: {exc}", file=sys.stderr)
         return 2
+    if not args.random_policy:
+        return _evaluate(args, tasks, argv)
+    if args.controller != "policy" or args.inverse or args.forward or args.text_cache:
+        print("--random-policy: only with --controller policy and without --inverse/--forward/--text-cache",
+              file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="amplify-random-policy-") as scratch:  # removed after the evaluation
+        try:
+            paths = untrained_policy(Path(scratch), args.random_policy, tasks, libero=bool(args.suite))
+        except (OSError, ValueError) as exc:  # an unknown config name, a YAML file that does not fit
+            print(f"--random-policy: {exc}", file=sys.stderr)
+            return 2
+        args.inverse, args.forward, args.text_cache = paths["inverse"], paths["forward"], paths["text_cache"]
+        return _evaluate(args, tasks, argv)
+
+
+def _evaluate(args, tasks: list[str], argv) -> int:
     if args.controller == "policy" and (args.inverse is None or not args.inverse.is_file()):
         print(f"--inverse: a policy needs an inverse checkpoint file (got {args.inverse})", file=sys.stderr)
         return 2
@@ -190,7 +214,7 @@ def main(argv=None) -> int:
             "forward": str(args.forward) if args.forward else None,
             "text_cache": str(args.text_cache) if args.text_cache else None, "device": args.device,
             "max_steps": args.max_steps, "gif_dir": str(args.gif_dir) if args.gif_dir else None,
-            "suite": args.suite}
+            "suite": args.suite, "random_policy": args.random_policy}
     seeds = [args.seed_start + i for i in range(args.episodes)]
     jobs = [(task, seeds[i:i + args.batch], bool(args.gif_dir) and i == 0)
             for task in tasks for i in range(0, args.episodes, args.batch)]
@@ -230,6 +254,22 @@ def main(argv=None) -> int:
     return 0
 
 
+def untrained_policy(out_dir: Path, config: str, tasks: list[str], libero: bool) -> dict:
+    """Tokenizer, forward and inverse checkpoints of ``config`` with random weights and a task-embedding cache
+    for ``tasks`` (no text encoder is loaded). LIBERO's normalisation: its OSC deltas near zero (std 0.1, i.e.
+    small moves) and its 9 proprio values as they are; the workcell's default is near the UR5's start pose."""
+    import numpy as np
+
+    from amplify_core.normalization import Normalizer
+    from training.benchmark_pipeline import tiny_checkpoints
+
+    norms = {}
+    if libero:
+        norms = {"action_norm": Normalizer(np.zeros(7), np.full(7, 0.1)).to_dict(),
+                 "proprio_norm": Normalizer(np.zeros(9), np.ones(9)).to_dict()}
+    return tiny_checkpoints(out_dir, tasks=tasks, config=config, **norms)
+
+
 def _resolve_tasks(args) -> list[str]:
     """The tasks' instructions (the key of every result); raises ValueError naming what is unknown."""
     if args.suite:
@@ -260,7 +300,9 @@ def write_report(path: Path, summary: dict, benchmark: str, spec: dict, seconds:
     tasks = {t: s for t, s in summary.items() if t != "all"}
     _bars({t: {spec["controller"]: s} for t, s in tasks.items()}, figure, f"{benchmark}: success per task")
     lines = [f"# Evaluation: {benchmark}", "",
-             f"Controller `{spec['controller']}`, inverse `{spec['inverse']}`, forward `{spec['forward']}`; "
+             (f"Controller `{spec['controller']}`, an untrained `{spec['random_policy']}` policy; "
+              if spec.get("random_policy") else
+              f"Controller `{spec['controller']}`, inverse `{spec['inverse']}`, forward `{spec['forward']}`; ") +
              f"{summary['all']['episodes']} episodes, {steps} env steps in {seconds:.0f} s "
              f"({steps / seconds:.1f} steps/s with the controller in the loop).", "",
              "| task | success |", "|---|---|"]
