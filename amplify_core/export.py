@@ -144,7 +144,9 @@ def providers(available: list[str] | None = None) -> list[str]:
 class OnnxPolicy:
     """The exported policy on onnxruntime: codes by greedy decoding with the cache, then the action chunk."""
 
-    def __init__(self, export_dir, threads: int | None = None):
+    def __init__(self, export_dir, threads: int | None = None, parts: tuple[str, ...] = ("forward", "inverse")):
+        """``parts``: the graphs to load; a model node needs only its own (at the paper size the forward graphs
+        hold ~500 MB of weights and the inverse graph ~230 MB)."""
         import onnxruntime as ort
 
         self.dir = Path(export_dir)
@@ -158,13 +160,24 @@ class OnnxPolicy:
         def session(name):
             return ort.InferenceSession(str(self.dir / name), options, providers=self.providers)
 
-        self.inverse = session("inverse.onnx")
-        self.start = session("forward_start.onnx") if self.meta["use_codes"] else None
-        self.step_session = session("forward_step.onnx") if self.meta["use_codes"] else None
+        unknown = set(parts) - {"forward", "inverse"}
+        if unknown:
+            raise ValueError(f"OnnxPolicy parts must be 'forward' and/or 'inverse', got {sorted(unknown)}")
+        self.inverse = session("inverse.onnx") if "inverse" in parts else None
+        forward = "forward" in parts and self.meta["use_codes"]
+        self.start = session("forward_start.onnx") if forward else None
+        self.step_session = session("forward_step.onnx") if forward else None
         self.proprio_norm = Normalizer.from_dict(self.meta["proprio_norm"])
         self.action_norm = Normalizer.from_dict(self.meta["action_norm"])
 
+    def _need(self, session, part: str):
+        if session is None:
+            raise ValueError(f"{self.dir}: the {part} graph{'s were' if part == 'forward' else ' was'} not loaded "
+                             f"(OnnxPolicy parts) or the export has none")
+        return session
+
     def generate(self, images: np.ndarray, text: np.ndarray) -> np.ndarray:
+        self._need(self.start, "forward")
         logits, keys, values = self.start.run(None, {"images": images, "text": text.astype(np.float32)})
         codes = [int(np.argmax(logits[0]))]
         for k in range(1, self.meta["code_length"]):
@@ -176,6 +189,7 @@ class OnnxPolicy:
 
     def predict_chunk(self, images: np.ndarray, proprio: np.ndarray, text: np.ndarray | None = None) -> np.ndarray:
         """images uint8 (1, V, 3, H, W), raw proprio (P,), text embedding (1, D) -> chunk in robot units."""
+        self._need(self.inverse, "inverse")
         feeds = {"images": images, "proprio": self.proprio_norm.normalize(np.asarray(proprio, np.float32))[None]}
         if self.meta["use_codes"]:
             feeds["codes"] = self.generate(images, text)

@@ -33,7 +33,7 @@ class LoadedModel:
         if onnx_dir:
             from amplify_core.export import OnnxPolicy
 
-            self.onnx = OnnxPolicy(onnx_dir, threads=threads)
+            self.onnx = OnnxPolicy(onnx_dir, threads=threads, parts=(kind,))  # only this node's graphs
             self.meta, self.source = self.onnx.meta, onnx_dir
         elif checkpoint:
             from amplify_core.checkpoint import load_model

@@ -50,6 +50,25 @@ def test_onnxruntime_matches_pytorch(checkpoints, tmp_path):
     np.testing.assert_allclose(chunk, runner.action_norm.unnormalize(mean[0].numpy()), atol=1e-4, rtol=1e-4)
 
 
+def test_a_node_loads_only_its_own_graphs(checkpoints, tmp_path):
+    d, fwd, _ = checkpoints
+    export_policy(d / "inverse.pt", d / "forward.pt", tmp_path)
+    forward_only = OnnxPolicy(tmp_path, parts=("forward",))
+    inverse_only = OnnxPolicy(tmp_path, parts=("inverse",))
+    assert forward_only.inverse is None and forward_only.start is not None and forward_only.step_session is not None
+    assert inverse_only.inverse is not None and inverse_only.start is None and inverse_only.step_session is None
+    images = torch.randint(0, 256, (1, 3, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    text = torch.randn(1, 16)
+    with torch.no_grad():
+        np.testing.assert_array_equal(forward_only.generate(images.numpy(), text.numpy()), fwd.generate(images, text).numpy())
+    with pytest.raises(ValueError, match="forward graphs were not loaded"):
+        inverse_only.generate(images.numpy(), text.numpy())
+    with pytest.raises(ValueError, match="inverse graph was not loaded"):
+        forward_only.predict_chunk(images.numpy(), np.zeros(7, np.float32), text.numpy())
+    with pytest.raises(ValueError, match="parts must be"):
+        OnnxPolicy(tmp_path, parts=("tokenizer",))
+
+
 def test_provider_preference_puts_gpu_first():
     assert providers(["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]) == \
         ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
