@@ -170,11 +170,10 @@ class OnnxPolicy:
         self.proprio_norm = Normalizer.from_dict(self.meta["proprio_norm"])
         self.action_norm = Normalizer.from_dict(self.meta["action_norm"])
 
-    def _need(self, session, part: str):
+    def _need(self, session, part: str) -> None:
         if session is None:
             raise ValueError(f"{self.dir}: the {part} graph{'s were' if part == 'forward' else ' was'} not loaded "
                              f"(OnnxPolicy parts) or the export has none")
-        return session
 
     def generate(self, images: np.ndarray, text: np.ndarray) -> np.ndarray:
         self._need(self.start, "forward")

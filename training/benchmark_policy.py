@@ -62,6 +62,11 @@ def build_parser():
     return p
 
 
+def decoder_weights(fwd) -> list:
+    """What one decoding step cannot avoid reading: every weight of the forward transformer and its head."""
+    return [p for m in (*fwd.blocks, fwd.norm, fwd.head) for p in m.parameters()]
+
+
 # -- the models (coordinator) ---------------------------------------------------------------------------------
 def export_models(name: str, size: int, out: Path) -> dict:
     """Seeded random forward + inverse checkpoints of ``name`` and their ONNX export in ``out``."""
@@ -85,9 +90,8 @@ def export_models(name: str, size: int, out: Path) -> dict:
     save_checkpoint(out / "inverse.pt", inv, {**meta, "proprio_norm": norm, "action_norm": norm, "use_codes": True})
     export_policy(out / "inverse.pt", out / "forward.pt", out / "onnx")
     (out / "inputs.json").write_text(json.dumps({"text_dim": cfg.forward.text_dim, "proprio_dim": cfg.inverse.proprio_dim}))
-    decoder = [p for m in (*fwd.blocks, fwd.norm, fwd.head) for p in m.parameters()]
     return {"config": name, "params_M": sum(p.numel() for m in (fwd, inv) for p in m.parameters()) / 1e6,
-            "decoder_MB": sum(p.numel() * p.element_size() for p in decoder) / 1e6,
+            "decoder_MB": sum(p.numel() * p.element_size() for p in decoder_weights(fwd)) / 1e6,
             "decoding_steps": cfg.tokenizer.code_length - 1,  # the conditioning pass gives the first code
             "large": cfg.forward.hidden > 256}
 
@@ -118,8 +122,7 @@ def torch_variants(model_dir: Path, threads: int) -> dict:
         first_logits, caches = fwd.start(cond)
         codes = fwd.decode(cond)
     first = first_logits.argmax(-1)
-    # what one decoding step cannot avoid: reading every weight of the transformer and its head once
-    weights = [p for m in (*fwd.blocks, fwd.norm, fwd.head) for p in m.parameters()]
+    weights = decoder_weights(fwd)
 
     def step(use_cache):
         return inv(images, proprio, fwd.generate(images, text, use_cache=use_cache))[0]
