@@ -20,6 +20,7 @@ from amplify_core.ur5 import JOINT_NAMES, default_kinematics
 from amplify_ros.fake_ur import rtde_protocol as rp
 from amplify_ros.robot.interpolation import pose_distance
 from amplify_ros.robot.rtde_connection import construction_hard_limit
+from amplify_ros.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.update({k: v for k, v in ros_env().items() if k.startswith("ROS_")})  # this process too
@@ -357,15 +358,6 @@ def alive(pid: int) -> bool:
         return False
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not within {timeout} s")
-
-
 # A long watchdog in the shutdown tests: the stop they measure must come from the shutdown path, not the watchdog.
 LONG_WATCHDOG_MS = 5000
 
@@ -408,12 +400,12 @@ def test_killed_driver_leaves_the_arm_stopped(rig):
     t_kill = time.monotonic()
     driver_proc.kill()
     driver_proc.wait(5)
-    wait_for(lambda: fake_stats()["counts"]["stopScript"] == 1, 5, "stopScript from the orphaned robot process")
+    wait_until(lambda: fake_stats()["counts"]["stopScript"] == 1, 5, "stopScript from the orphaned robot process", 0.02)
     stats = fake_stats()
     assert stats["counts"]["servoStop"] == 1
     print(f"driver SIGKILLed: servoStop at the controller {(stats['stop_received'] - t_kill) * 1000:.0f} ms later")
     assert stats["stop_received"] - t_kill < 1.0  # the pipe closing, far before the 5 s watchdog
-    wait_for(lambda: not alive(worker), 5, "the robot process exiting")
+    wait_until(lambda: not alive(worker), 5, "the robot process exiting", 0.02)
     assert np.max(np.abs(fake_stats()["qd"])) == 0.0
 
 

@@ -89,7 +89,8 @@ def export_models(name: str, size: int, out: Path) -> dict:
     save_checkpoint(out / "forward.pt", fwd, {**meta, "text_encoder": "minilm"})
     save_checkpoint(out / "inverse.pt", inv, {**meta, "proprio_norm": norm, "action_norm": norm, "use_codes": True})
     export_policy(out / "inverse.pt", out / "forward.pt", out / "onnx")
-    (out / "inputs.json").write_text(json.dumps({"text_dim": cfg.forward.text_dim, "proprio_dim": cfg.inverse.proprio_dim}))
+    dims = {"text_dim": cfg.forward.text_dim, "proprio_dim": cfg.inverse.proprio_dim}
+    (out / "inputs.json").write_text(json.dumps(dims))
     return {"config": name, "params_M": sum(p.numel() for m in (fwd, inv) for p in m.parameters()) / 1e6,
             "decoder_MB": sum(p.numel() * p.element_size() for p in decoder_weights(fwd)) / 1e6,
             "decoding_steps": cfg.tokenizer.code_length - 1,  # the conditioning pass gives the first code
@@ -233,7 +234,8 @@ def main(argv=None) -> int:
     for r in results:
         shared = r["conditioning_ms"] + r["start_ms"] + r["inverse_ms"]
         floor = shared + r["decoding_steps"] * r["weight_read_ms"]
-        print(f"  {r['config']:8} encoders+text {r['conditioning_ms']:.1f} ms, conditioning pass {r['start_ms']:.1f} ms, "
+        print(f"  {r['config']:8} encoders+text {r['conditioning_ms']:.1f} ms, "
+              f"conditioning pass {r['start_ms']:.1f} ms, "
               f"decoding step {r['decode_step_ms']:.2f} ms (x{r['decoding_steps']}), inverse {r['inverse_ms']:.1f} ms; "
               f"reading the {r['decoder_MB']:.0f} MB of decoder weights once: {r['weight_read_ms']:.2f} ms")
         print(f"  {'':8} cache x if the decoding steps cost nothing: {r['no_cache_ms'] / shared:.2f}x; if each cost "
