@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .episodes import EpisodeError, EpisodeReader, list_episodes, tracks_path
-from .tracks import velocities
+from .tracks import label_mask, velocities
 from .tracks_store import read_tracks
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class LoadedEpisode:
     frames: np.ndarray | None  # (num_frames, V, 3, H, W) uint8, or None when images are not needed
     tracks: np.ndarray | None  # (num_frames, V, T, N, 2) float32
     labels: np.ndarray | None  # (num_frames, V, T-1, N) uint8
+    visible: np.ndarray | None  # (num_frames, V, T, N) bool
     state: np.ndarray | None
     actions: np.ndarray | None
 
@@ -69,7 +70,7 @@ def load_episode(path: Path, views: list[str], images: bool, tracks: bool, need_
         if need_actions and (actions is None or state is None):
             raise EpisodeError(f"{path}: has no robot state/actions (embodiment {reader.embodiment!r})")
         task, embodiment, n = reader.task, reader.embodiment, reader.num_frames
-    track_arr = label_arr = None
+    track_arr = label_arr = visible_arr = None
     if tracks:
         sidecar = tracks_path(path)
         if not sidecar.is_file():
@@ -77,9 +78,10 @@ def load_episode(path: Path, views: list[str], images: bool, tracks: bool, need_
         per_view = read_tracks(sidecar, views)
         track_arr = np.stack([per_view[v].tracks for v in views], axis=1)
         label_arr = np.stack([per_view[v].labels for v in views], axis=1)
+        visible_arr = np.stack([per_view[v].visible for v in views], axis=1)
         if len(track_arr) != n:
             raise EpisodeError(f"{sidecar}: tracks cover {len(track_arr)} frames, the episode has {n}")
-    return LoadedEpisode(path, task, embodiment, frames, track_arr, label_arr, state, actions)
+    return LoadedEpisode(path, task, embodiment, frames, track_arr, label_arr, visible_arr, state, actions)
 
 
 def load_episodes(stores, views, images, tracks, need_actions=False, skip_bad=True) -> list[LoadedEpisode]:
@@ -107,13 +109,15 @@ class _Indexed(Dataset):
 
 
 class TrackWindows(_Indexed):
-    """(velocities (V, T-1, N, 2) float32, labels (V, T-1, N) int64) for every frame of every episode."""
+    """(velocities (V, T-1, N, 2) float32, labels (V, T-1, N) int64, mask (V, T-1, N) bool: the labels to trust,
+    see ``amplify_core.tracks.label_mask``) for every frame of every episode."""
 
     def __getitem__(self, i):
         e, t = self.index[i]
         ep = self.episodes[e]
         return {"velocities": torch.from_numpy(velocities(ep.tracks[t])),
-                "labels": torch.from_numpy(ep.labels[t].astype(np.int64))}
+                "labels": torch.from_numpy(ep.labels[t].astype(np.int64)),
+                "mask": torch.from_numpy(label_mask(ep.visible[t]))}
 
 
 @torch.no_grad()
@@ -143,7 +147,8 @@ class ForwardSamples(_Indexed):
 
 
 class TrackSamples(_Indexed):
-    """images (V, 3, H, W) uint8, text (D,) float32, tracks (V, T, N, 2) float32: the regression baseline's data."""
+    """images (V, 3, H, W) uint8, text (D,) float32, tracks (V, T, N, 2) float32 and their visibility (V, T, N): the
+    regression baseline's data."""
 
     def __init__(self, episodes, text_table: dict[str, np.ndarray]):
         super().__init__(episodes)
@@ -153,7 +158,7 @@ class TrackSamples(_Indexed):
         e, t = self.index[i]
         ep = self.episodes[e]
         return {"images": torch.from_numpy(ep.frames[t]), "text": torch.from_numpy(self.text[ep.task]),
-                "tracks": torch.from_numpy(ep.tracks[t])}
+                "tracks": torch.from_numpy(ep.tracks[t]), "visible": torch.from_numpy(ep.visible[t])}
 
 
 class InverseSamples(_Indexed):

@@ -2,7 +2,9 @@
 
 ``compute_view_tracks`` is the per-view pipeline: track a fresh grid from every frame through the
 frames that span 0.8 s at the video's own rate, normalise to [-1, 1], resample to 16 steps with a cubic
-spline, label each step as a local-window class (pixel-to-pixel moves). ``preprocess_episode`` runs it over the views of an
+spline, label each step as a local-window class (pixel-to-pixel moves). Steps past the last frame of the video
+(where the tracker repeats the last frame) are marked not visible: nothing was observed there, so they neither
+train the tokenizer nor count in label statistics and track scores. ``preprocess_episode`` runs it over the views of an
 episode file and writes the sidecar; ``preprocess_store`` runs a shard of a whole store with resume
 and a per-episode error report. The command line lives in ``training/preprocess_tracks.py``.
 """
@@ -23,6 +25,7 @@ from .tracks import (
     LABEL_IMAGE_SIZE,
     TARGET_FPS,
     normalize,
+    observed_steps,
     resample_tracks,
     source_horizon,
     tracks_to_labels,
@@ -47,7 +50,7 @@ def compute_view_tracks(
     k = source_horizon(fps, horizon, target_fps)
     result = tracker.track(frames, horizon=k)  # videos shorter than k are padded by the tracker
     tracks = normalize(result.points, h, w)
-    tracks, visible = resample_tracks(tracks, result.visible, horizon)
+    tracks, visible = resample_tracks(tracks, result.visible & observed_steps(len(frames), k)[:, :, None], horizon)
     tracks = np.clip(tracks, -1.0, 1.0)
     labels = tracks_to_labels(tracks, label_image_size).astype(np.uint8)
     return ViewTracks(tracks=tracks, visible=visible, labels=labels, image_size=(h, w))

@@ -62,6 +62,12 @@ class LucasKanadeTracker:
         retry_error: mean absolute grey-level residual (0-255 scale) above which a guessed point is
             re-tracked with the pyramid. Correct matches on textured surfaces stay near 1, wrong
             local minima measured here were above 6.
+        fb_threshold: forward-backward check (Kalal et al., 2010): each step is also tracked back from the new
+            image, and a point whose return lands farther than this many pixels from where it started is marked
+            lost. It catches the points LK gets wrong: a window on a moving edge that slides with the background,
+            a match on a neighbouring texture square. Measured in the workcell against simulator ground truth
+            (``amplify-workcell-track-accuracy``): Delta_AUC on moving points 0.92 -> 0.97 (robot), keeping 84 % of
+            them. None switches the check off (half the cost).
     """
 
     win_size: int = 9
@@ -72,6 +78,7 @@ class LucasKanadeTracker:
     grid_size: int = GRID_SIZE
     velocity_prior: bool = True
     retry_error: float = 5.0
+    fb_threshold: float | None = 1.0
 
     name = "lucas_kanade"
 
@@ -82,6 +89,8 @@ class LucasKanadeTracker:
             raise ValueError(f"max_level must be >= 0, got {self.max_level}")
         if self.grid_size < 1:
             raise ValueError(f"grid_size must be >= 1, got {self.grid_size}")
+        if self.fb_threshold is not None and not self.fb_threshold > 0:
+            raise ValueError(f"fb_threshold must be > 0 pixels (or None to switch the check off), got {self.fb_threshold}")
 
     def params(self) -> dict:
         return {
@@ -93,6 +102,7 @@ class LucasKanadeTracker:
             "grid_size": self.grid_size,
             "velocity_prior": self.velocity_prior,
             "retry_error": self.retry_error,
+            "fb_threshold": self.fb_threshold,
         }
 
     def _lk(self, prev, nxt, pts, guess, max_level):
@@ -123,6 +133,13 @@ class LucasKanadeTracker:
         scratch with the full pyramid (``max_level``). Both
         passes work point by point, so the result of a point never depends on what else is batched.
         """
+        new, found = self._one_way(prev, nxt, pts, velocity)
+        if self.fb_threshold is not None:
+            back, back_found = self._one_way(nxt, prev, new, -velocity if velocity is not None else None)
+            found &= back_found & (np.linalg.norm(back - pts, axis=1) < self.fb_threshold)
+        return new, found
+
+    def _one_way(self, prev, nxt, pts, velocity):
         if not self.velocity_prior:
             return self._lk(prev, nxt, pts, None, self.max_level)[:2]
         new, found, err = self._lk(prev, nxt, pts, pts + velocity, 0)

@@ -92,6 +92,57 @@ def resample_tracks(
     return out, vis
 
 
+def observed_steps(num_frames: int, horizon: int) -> np.ndarray:
+    """bool (num_frames, horizon): whether step k of the window starting at frame t lies inside the video
+    (t + k <= num_frames - 1). Past the end the trackers repeat the last frame: those steps were not observed."""
+    return (np.arange(num_frames)[:, None] + np.arange(horizon)[None]) <= num_frames - 1
+
+
+def label_mask(visible: np.ndarray) -> np.ndarray:
+    """bool (..., T-1, N) from visibility (..., T, N): a step's label is trusted when the point is visible at both
+    ends of the step (a lost point keeps its last position, so its later labels would say "no motion")."""
+    visible = np.asarray(visible, bool)
+    return visible[..., 1:, :] & visible[..., :-1, :]
+
+
+MOVING_THRESHOLD_PX = 1.0  # a point moves when it gets more than this far from its start (label-scale pixels)
+
+
+def moving_points(tracks: np.ndarray, visible: np.ndarray | None = None, image_size: int = LABEL_IMAGE_SIZE,
+                  threshold_px: float = MOVING_THRESHOLD_PX) -> np.ndarray:
+    """bool (..., N): the points of each window (tracks (..., T, N, 2)) that get more than ``threshold_px`` from
+    their start at some visible step. Most of a grid is static table; motion metrics are given on these points."""
+    dist = np.linalg.norm(np.asarray(tracks) - np.asarray(tracks)[..., :1, :, :], axis=-1) * (image_size / 2.0)
+    if visible is not None:
+        dist = np.where(visible, dist, 0.0)
+    return dist.max(axis=-2) > threshold_px
+
+
+def label_statistics(tracks: np.ndarray, visible: np.ndarray, labels: np.ndarray,
+                     image_size: int = LABEL_IMAGE_SIZE) -> dict:
+    """How much of the motion the local-window labels can see, over trusted steps (:func:`label_mask`).
+
+    tracks (..., T, N, 2), visible (..., T, N), labels (..., T-1, N). Returns the fraction of trusted labels that
+    are the centre class (no motion), the fraction of point-steps that belong to moving points
+    (:func:`moving_points`), and for those: the median step length in label pixels and the fraction of their
+    labels that are not the centre class. Counts are returned too, so several calls can be pooled.
+    """
+    trusted = label_mask(visible)
+    moving = np.broadcast_to(moving_points(tracks, visible, image_size)[..., None, :], trusted.shape) & trusted
+    steps = np.linalg.norm(np.diff(np.asarray(tracks, np.float64), axis=-3), axis=-1) * (image_size / 2.0)
+    centre = NUM_CLASSES // 2
+    labels = np.asarray(labels)
+    n_trusted, n_moving = int(trusted.sum()), int(moving.sum())
+    return {
+        "trusted_labels": n_trusted,
+        "centre_fraction": float(np.mean(labels[trusted] == centre)) if n_trusted else float("nan"),
+        "moving_labels": n_moving,
+        "moving_fraction": n_moving / n_trusted if n_trusted else float("nan"),
+        "moving_median_step_px": float(np.median(steps[moving])) if n_moving else float("nan"),
+        "moving_not_centre_fraction": float(np.mean(labels[moving] != centre)) if n_moving else float("nan"),
+    }
+
+
 def velocities(tracks: np.ndarray) -> np.ndarray:
     """Per-step displacements u_t = kappa_{t+1} - kappa_t along the time axis (-3): (..., T-1, N, 2)."""
     tracks = np.asarray(tracks)

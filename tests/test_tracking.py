@@ -79,6 +79,24 @@ def test_lost_points_are_invisible_and_hold_their_position():
     assert r.visible[0, :10].mean() > 0.95
 
 
+def test_forward_backward_check_drops_points_that_do_not_track_back():
+    """A frame the scene cannot be followed into (fresh noise, as when a window lies on a moving edge and the match
+    jumps to another texture): forward LK still reports most points found, the backward track does not return to
+    where they started, and the check marks them lost."""
+    video = MovingSquare(num_frames=14, velocity=(1.0, 0.5)).video()
+    video[10:] = np.random.default_rng(0).integers(0, 256, video[10:].shape, dtype=np.uint8)
+    checked = LucasKanadeTracker().track(video)  # the default: fb_threshold 1 px
+    unchecked = LucasKanadeTracker(fb_threshold=None).track(video)
+    step = (0, 10)  # window 0 crosses from frame 9 into the noise at step 10
+    assert checked.visible[0, 9].mean() > 0.9 and unchecked.visible[0, 9].mean() > 0.9
+    assert unchecked.visible[step].mean() > 0.5
+    assert checked.visible[step].mean() < 0.5 * unchecked.visible[step].mean()
+    # where nothing goes wrong the check changes (almost) nothing: the same points, where both keep them
+    both = checked.visible[0, :10] & unchecked.visible[0, :10]
+    assert both.mean() > 0.95
+    np.testing.assert_array_equal(checked.points[0, :10][both], unchecked.points[0, :10][both])
+
+
 def test_bad_tracker_settings_are_refused():
     with pytest.raises(ValueError, match="win_size"):
         LucasKanadeTracker(win_size=8)

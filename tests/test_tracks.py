@@ -91,3 +91,39 @@ def test_steps_beyond_the_window_are_clamped():
     tracks = np.full((2, 1, 2), 0.3 * 2 / 128)  # start 0.3 px off a pixel centre: no rounding ties
     tracks[1, 0] += [20 * 2 / 128, -1 * 2 / 128]  # 20 px right, 1 px up
     assert tuple(class_to_displacement(tracks_to_labels(tracks)[0, 0])) == (7, -1)
+
+
+def test_steps_past_the_end_of_a_video_are_not_observed():
+    from amplify_core.tracks import observed_steps
+
+    seen = observed_steps(5, 4)
+    assert seen.shape == (5, 4)
+    assert seen[0].all() and seen[1].all()  # windows 0 and 1 end inside the video (frames 3 and 4)
+    assert seen[2].tolist() == [True, True, True, False]
+    assert seen[4].tolist() == [True, False, False, False]  # the last frame's window has only its start
+
+
+def test_label_statistics_count_moving_points_and_trusted_steps_only():
+    from amplify_core.tracks import NUM_CLASSES, label_mask, label_statistics, moving_points, normalize
+
+    # one window, 4 points, 16 steps: a point moving 2 px per step to the right, one moving 0.3 px per step (its
+    # labels are mostly "no motion"), two static points; 128 px label scale
+    steps = np.arange(16, dtype=np.float32)
+    pixels = np.zeros((1, 16, 4, 2), np.float32) + 40.0
+    pixels[0, :, 0, 0] += 2.0 * steps
+    pixels[0, :, 1, 0] += 0.3 * steps
+    tracks = normalize(pixels, 128, 128)
+    visible = np.ones((1, 16, 4), bool)
+    visible[0, 8:, 0] = False  # the fast point is lost half way: its later steps are not trusted
+    labels = tracks_to_labels(tracks)
+    assert moving_points(tracks, visible).tolist() == [[True, True, False, False]]
+    mask = label_mask(visible)
+    assert mask[0, :, 0].sum() == 7 and mask[0, :, 1:].all()
+    stats = label_statistics(tracks, visible, labels)
+    centre = NUM_CLASSES // 2
+    assert stats["trusted_labels"] == 7 + 3 * 15
+    assert stats["moving_labels"] == 7 + 15
+    assert stats["moving_median_step_px"] == pytest.approx(0.3, abs=1e-4)  # 15 slow steps outnumber 7 fast ones
+    slow_moves = int((labels[0, :, 1] != centre).sum())  # rounding makes a 1 px move every few steps
+    assert stats["moving_not_centre_fraction"] == pytest.approx((7 + slow_moves) / 22)
+    assert stats["centre_fraction"] == pytest.approx((15 - slow_moves + 30) / 52)

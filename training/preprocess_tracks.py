@@ -41,8 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", nargs="+", default=None, help="views to track (default: every view of each episode)")
     p.add_argument("--config", type=Path, default=None,
                    help="YAML file with tracker settings (see config/tracks.yaml); command-line flags win")
-    p.add_argument("--tracker", choices=["lucas_kanade", "cotracker"], default=None,
-                   help="point tracker: OpenCV Lucas-Kanade (default, fast on CPU) or CoTracker (optional)")
+    p.add_argument("--tracker", choices=["lucas_kanade", "cotracker", "ground_truth"], default=None,
+                   help="point tracker: OpenCV Lucas-Kanade (default, fast on CPU), CoTracker (optional) or "
+                        "ground_truth (workcell episodes only: the simulator's own tracks, to tell tracker errors "
+                        "from model errors)")
     p.add_argument("--cotracker-checkpoint", type=Path, default=None,
                    help="local CoTracker checkpoint (.pth); required with --tracker cotracker")
     p.add_argument("--horizon", type=int, default=None, help=f"track length in steps at 20 Hz (default {HORIZON})")
@@ -91,13 +93,22 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --tracker cotracker needs --cotracker-checkpoint PATH", file=sys.stderr)
             return 2
         tracker = make_tracker("cotracker", checkpoint=str(args.cotracker_checkpoint))
+    elif settings["tracker"] == "ground_truth":
+        tracker = None
     else:
         tracker = make_tracker("lucas_kanade", **settings["lucas_kanade"])
-    report = preprocess_store(
-        args.store, tracker, views=args.views, shard=shard, num_shards=num_shards,
-        overwrite=args.overwrite, horizon=int(settings["horizon"]), target_fps=float(settings["target_fps"]),
-        progress=lambda it: tqdm(it, desc=f"tracks shard {shard}/{num_shards}", unit="episode"),
-    )
+    progress = lambda it: tqdm(it, desc=f"tracks shard {shard}/{num_shards}", unit="episode")  # noqa: E731
+    if tracker is None:
+        from amplify_core.workcell.ground_truth import preprocess_store_ground_truth
+
+        report = preprocess_store_ground_truth(args.store, views=args.views, overwrite=args.overwrite,
+                                               progress=progress, shard=shard, num_shards=num_shards)
+    else:
+        report = preprocess_store(
+            args.store, tracker, views=args.views, shard=shard, num_shards=num_shards,
+            overwrite=args.overwrite, horizon=int(settings["horizon"]), target_fps=float(settings["target_fps"]),
+            progress=progress,
+        )
     print(report.summary())
     report_path = args.report or args.store / f"tracks_report.shard{shard}.json"
     report_path.write_text(json.dumps(

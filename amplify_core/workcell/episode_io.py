@@ -43,12 +43,13 @@ class SimRecord:
 
 
 def write_rollout(path: str | os.PathLike, rollout: Rollout, task: str, embodiment: str, seed: int,
-                  image_size: int, fps: float) -> Path:
-    """Write ``rollout`` as an episode file at ``path`` (never over an existing file)."""
+                  image_size: int, fps: float, with_actions: bool = True) -> Path:
+    """Write ``rollout`` as an episode file at ``path`` (never over an existing file). ``with_actions=False`` keeps
+    a robot episode's frames only: an action-free robot video, as a lab's recordings without joint logs are."""
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"{path}: episode already exists")
-    robot = embodiment == "robot"
+    robot = embodiment == "robot" and with_actions
     episode = Episode(
         frames=rollout.frames, task=task, embodiment=embodiment, fps=fps,
         state=rollout.state if robot else None, actions=rollout.actions if robot else None,

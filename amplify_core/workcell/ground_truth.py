@@ -96,3 +96,63 @@ def ground_truth_tracks(env: WorkcellEnv, sim: SimRecord, view: str, horizon: in
             tracks[t, k] = px
             visible[t, k] = hit & inside & unoccluded
     return np.clip(normalize(tracks, size, size), -1.0, 1.0), visible
+
+
+SOURCE_NAME = "simulator_ground_truth"  # the sidecar's ``tracker`` attribute
+
+
+def ground_truth_view_tracks(env: WorkcellEnv, sim: SimRecord, view: str):
+    """GT tracks of one view in the sidecar layout (``ViewTracks``: tracks, visibility, labels), as
+    ``amplify_core.preprocessing.compute_view_tracks`` gives them for a tracker: steps past the last frame are not
+    visible and the labels are the local-window classes of the tracks."""
+    from ..tracks import LABEL_IMAGE_SIZE, observed_steps, tracks_to_labels
+    from ..tracks_store import ViewTracks
+
+    tracks, visible = ground_truth_tracks(env, sim, view)
+    visible &= observed_steps(len(tracks), tracks.shape[1])[:, :, None]
+    labels = tracks_to_labels(tracks, LABEL_IMAGE_SIZE).astype(np.uint8)
+    size = env.config.image_size
+    return ViewTracks(tracks=tracks, visible=visible, labels=labels, image_size=(size, size))
+
+
+def preprocess_store_ground_truth(directory, views=None, overwrite: bool = False, progress=lambda x: x,
+                                  shard: int = 0, num_shards: int = 1):
+    """Write the track sidecar of every workcell episode of ``directory`` from the simulator instead of a tracker
+    (``amplify-preprocess --tracker ground_truth``): to tell tracker errors from model errors. Episodes without a
+    ``/sim`` group (not made by the workcell generator) are reported as failed; complete sidecars are kept."""
+    from pathlib import Path
+
+    from ..episodes import EpisodeReader, list_episodes, tracks_path
+    from ..preprocessing import StoreReport, shard_of
+    from ..tracks import TARGET_FPS
+    from ..tracks_store import tracks_complete, write_tracks
+    from .episode_io import read_sim
+
+    report = StoreReport()
+    envs: dict = {}
+    try:
+        for path in progress(shard_of(list_episodes(directory), shard, num_shards)):
+            path = Path(path)
+            try:
+                with EpisodeReader(path) as episode:
+                    chosen, n, fps = views or episode.views, episode.num_frames, episode.fps
+                if not overwrite and tracks_complete(tracks_path(path), chosen, n):
+                    report.skipped.append(path.name)
+                    continue
+                if fps != TARGET_FPS:
+                    raise ValueError(f"{path}: ground-truth tracks need episodes at {TARGET_FPS:g} fps, got {fps:g}")
+                sim = read_sim(path)
+                key = (sim.task, sim.embodiment, sim.image_size)
+                if key not in envs:
+                    envs[key] = WorkcellEnv(sim.task, embodiment=sim.embodiment, image_size=sim.image_size)
+                out = {view: ground_truth_view_tracks(envs[key], sim, view) for view in chosen}
+                meta = {"episode": path.name, "num_frames": n, "horizon": HORIZON, "grid_size": GRID_SIZE,
+                        "source_fps": fps, "target_fps": TARGET_FPS, "tracker": SOURCE_NAME, "tracker_params": {}}
+                write_tracks(tracks_path(path), out, meta, overwrite=overwrite)
+                report.done.append(path.name)
+            except (ValueError, OSError, KeyError) as exc:
+                report.failed[path.name] = str(exc)
+    finally:
+        for env in envs.values():
+            env.close()
+    return report
