@@ -52,7 +52,7 @@ class WorkcellSimNode(Node):
         self.env = WorkcellEnv(p["task"], "robot", image_size=p["image_size"])
         self.env.reset(seed=p["seed"])
         self.views = list(VIEWS)
-        self.controller = FakeURController(q0=self.env.home_q)
+        self.controller = FakeURController(q0=self.env.start_q)
         self.server = FakeURServer(self.controller).start()
         self.publishers_ = {v: self.create_publisher(Image, f"/cameras/{v}/image_raw", camera_qos("reliable", 2))
                             for v in self.views}

@@ -174,8 +174,82 @@ def test_ground_truth_tracks_follow_the_scene(tmp_path):
     lk = compute_view_tracks(rollout.frames["front"], 20.0, LucasKanadeTracker())
     mask = visible[:, 1:] & lk.visible[:, 1:]
     moving = mask & (np.linalg.norm(gt[:, 1:] - gt[:, :1], axis=-1) * 64 > 1.0)
-    # an independent tracker agrees with the simulator on the moving points (a wrong projection would not)
-    assert delta_auc(lk.tracks[:, 1:][moving][:, None], gt[:, 1:][moving][:, None]) > 0.5
+    # an independent tracker agrees with the simulator on the moving points (a wrong projection would not, nor an
+    # arm without texture: LK then left its points behind, Delta_AUC 0.73); and keeps most of them
+    assert delta_auc(lk.tracks[:, 1:][moving][:, None], gt[:, 1:][moving][:, None]) > 0.9
+    from amplify_core.tracks import observed_steps
+
+    observed = visible & observed_steps(n, 16)[:, :, None]  # past the video's end nothing was observed
+    gt_moving = observed[:, 1:] & (np.linalg.norm(gt[:, 1:] - gt[:, :1], axis=-1) * 64 > 1.0)
+    assert moving.sum() > 0.7 * gt_moving.sum()
+    env.close()
+
+
+def test_ground_truth_sidecars_stand_in_for_a_tracker(tmp_path):
+    from amplify_core.episodes import tracks_path
+    from amplify_core.tracks_store import read_tracks
+    from amplify_core.workcell.episode_io import write_rollout
+    from amplify_core.workcell.ground_truth import SOURCE_NAME, preprocess_store_ground_truth
+
+    task = "open the drawer"
+    with WorkcellEnv(task) as env:
+        rollout = run_expert(env, 1)
+    path = write_rollout(tmp_path / "ep.h5", rollout, task, "robot", 1, 128, 20.0)
+    report = preprocess_store_ground_truth(tmp_path, views=["side"])
+    assert report.done == ["ep.h5"] and not report.failed
+    side = read_tracks(tracks_path(path), ["side"])["side"]
+    n = len(rollout.state)
+    assert side.tracks.shape == (n, 16, 400, 2) and side.labels.shape == (n, 15, 400)
+    assert not side.visible[-1, 1:].any()  # the last frame's window lies past the end of the video
+    import h5py
+
+    with h5py.File(tracks_path(path)) as f:
+        assert f.attrs["tracker"] == SOURCE_NAME
+    assert preprocess_store_ground_truth(tmp_path, views=["side"]).skipped == ["ep.h5"]  # resumable
+    (tmp_path / "other.h5").write_bytes(path.read_bytes())
+    import h5py
+
+    with h5py.File(tmp_path / "other.h5", "a") as f:
+        del f["sim"]
+    failed = preprocess_store_ground_truth(tmp_path, views=["side"]).failed
+    assert "no /sim group" in failed["other.h5"]
+
+
+def test_layouts_are_jittered_around_the_task_nominal_layout():
+    from amplify_core.workcell.tasks import get_task, nominal_layout
+
+    env = WorkcellEnv("put the red block in the bowl", render=False)
+    jitter = env.config.layout_jitter
+    assert jitter == pytest.approx(0.03)
+    nominal = nominal_layout(get_task("put the red block in the bowl")).xy
+    seen = []
+    for seed in range(12):
+        env.reset(seed)
+        xy = {name: env.body_position(name)[:2] for name in nominal}
+        for name, p in xy.items():
+            assert np.all(np.abs(p - nominal[name]) <= jitter + 1e-9), (seed, name)
+        seen.append(xy["red_block"])
+    assert np.std(np.array(seen), axis=0).min() > jitter / 4  # it does move
+    env.reset(3)
+    again = env.body_position("red_block")
+    env.reset(3)
+    np.testing.assert_array_equal(env.body_position("red_block"), again)  # seeded
+    env.close()
+
+
+def test_episodes_start_from_a_seeded_pose_around_home():
+    from amplify_core.workcell.env import HOME_POSE
+
+    env = WorkcellEnv("open the drawer", render=False)
+    starts = []
+    for seed in range(10):
+        env.reset(seed)
+        starts.append(env.tool0_pose()[:3])
+    starts = np.array(starts)
+    assert np.all(np.abs(starts - HOME_POSE[:3]) <= env.config.start_jitter + 1e-3)
+    assert np.all(starts.std(axis=0) > env.config.start_jitter / 5)
+    env.reset(4)
+    np.testing.assert_allclose(env.tool0_pose()[:3], starts[4], atol=1e-9)
     env.close()
 
 

@@ -44,8 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed-base", type=int, default=0, help="episode i uses seed SEED_BASE + i (default 0)")
     p.add_argument("--image-size", type=int, default=None, help="square image size (default: config/workcell.yaml, 128)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
-    p.add_argument("--tail-steps", type=int, default=5, help="steps recorded after the task succeeds (default 5)")
+    p.add_argument("--video-only", action="store_true",
+                   help="robot episodes without state and actions: action-free robot videos (for the forward model)")
+    p.add_argument("--retries", type=int, default=0,
+                   help="when the expert fails on an episode's seed, try up to this many other seeds for it "
+                        "(seed + 100003 k; the seed used is kept in the file's /sim group). Default 0: report it")
+    p.add_argument("--tail-steps", type=int, default=10, help="steps recorded after the task succeeds (default 10; the expert heads back to its start pose meanwhile)")
     return p
+
+
+RETRY_STRIDE = 100003  # --retries: the k-th other seed of an episode is seed + k * RETRY_STRIDE
 
 
 def slug(text: str) -> str:
@@ -58,18 +66,24 @@ def episode_name(embodiment: str, task: str, index: int) -> str:
 
 def _generate_one(job: tuple) -> tuple[str, str]:
     """Worker: run one expert episode and write it; returns (file name, 'written' | 'failed: ...')."""
-    out, task, embodiment, index, seed, image_size, tail = job
+    out, task, embodiment, index, seed, image_size, tail, video_only, retries = job
     from amplify_core.workcell.env import WorkcellEnv
     from amplify_core.workcell.episode_io import write_rollout
     from amplify_core.workcell.rollout import run_expert
 
     path = Path(out) / episode_name(embodiment, task, index)
     with WorkcellEnv(task, embodiment=embodiment, image_size=image_size) as env:
-        rollout = run_expert(env, seed, tail_steps=tail)
-        if not rollout.success:
-            return path.name, f"failed: expert did not succeed (seed {seed}, {rollout.steps} steps)"
-        write_rollout(path, rollout, task, embodiment, seed, env.config.image_size, env.config.control_hz)
-    return path.name, "written"
+        for attempt in range(retries + 1):
+            used = seed + RETRY_STRIDE * attempt
+            rollout = run_expert(env, used, tail_steps=tail)
+            if rollout.success:
+                break
+        else:
+            return path.name, f"failed: expert did not succeed (seed {seed}, {rollout.steps} steps" + (
+                f"; {retries} other seeds too)" if retries else ")")
+        write_rollout(path, rollout, task, embodiment, used, env.config.image_size, env.config.control_hz,
+                      with_actions=not video_only)
+    return path.name, "written" if used == seed else f"written with seed {used} (the expert failed on {seed})"
 
 
 def main(argv=None) -> int:
@@ -81,6 +95,8 @@ def main(argv=None) -> int:
         raise SystemExit("--episodes-per-task must be >= 1")
     if args.workers < 1:
         raise SystemExit("--workers must be >= 1")
+    if args.retries < 0:
+        raise SystemExit(f"--retries must be >= 0, got {args.retries}")
     tasks = args.tasks or list(TASKS)
     for task in tasks:
         try:
@@ -96,7 +112,8 @@ def main(argv=None) -> int:
                 if (args.out / episode_name(embodiment, task, i)).exists():
                     skipped += 1
                     continue
-                jobs.append((str(args.out), task, embodiment, i, args.seed_base + i, args.image_size, args.tail_steps))
+                jobs.append((str(args.out), task, embodiment, i, args.seed_base + i, args.image_size, args.tail_steps,
+                             args.video_only, args.retries))
     log.info("%d episodes to generate, %d already present", len(jobs), skipped)
     written, failed = 0, []
     if args.workers == 1:
@@ -108,8 +125,10 @@ def main(argv=None) -> int:
         results = pool.imap_unordered(_generate_one, jobs)
     try:
         for name, status in tqdm(results, total=len(jobs), desc="episodes", unit="ep"):
-            if status == "written":
+            if status.startswith("written"):
                 written += 1
+                if status != "written":
+                    log.info("%s: %s", name, status)
             else:
                 failed.append(name)
                 log.warning("%s: %s", name, status)

@@ -50,6 +50,8 @@ class WorkcellConfig:
     workspace_low: np.ndarray
     workspace_high: np.ndarray
     gripper_stroke: float
+    start_jitter: np.ndarray = field(default_factory=lambda: np.zeros(3))  # +- x, y, z of the start pose (m)
+    layout_jitter: float | None = None  # +- m around each task's nominal layout; None: anywhere in the area
     cameras: dict = field(default_factory=dict)  # name -> CameraSpec
     table: TableSpec | None = None
 
@@ -124,11 +126,17 @@ def load_config(path: str | Path | None = None, image_size: int | None = None) -
         workspace_low=np.array(_require(ws, "low", f"{where} workspace"), float),
         workspace_high=np.array(_require(ws, "high", f"{where} workspace"), float),
         gripper_stroke=float(_require(raw, "gripper_stroke", where)),
+        start_jitter=np.array(raw.get("start_jitter", [0.0, 0.0, 0.0]), float),
+        layout_jitter=None if raw.get("layout_jitter") is None else float(raw["layout_jitter"]),
         cameras=cameras,
         table=table,
     )
     if cfg.workspace_low.shape != (3,) or np.any(cfg.workspace_low >= cfg.workspace_high):
         raise ValueError(f"{where}: workspace low/high must be 3 numbers with low < high")
+    if cfg.start_jitter.shape != (3,) or np.any(cfg.start_jitter < 0) or np.any(cfg.start_jitter > 0.15):
+        raise ValueError(f"{where}: start_jitter must be 3 numbers in [0, 0.15] m, got {cfg.start_jitter.tolist()}")
+    if cfg.layout_jitter is not None and not 0.0 < cfg.layout_jitter <= 0.1:
+        raise ValueError(f"{where}: layout_jitter must be in (0, 0.1] m or null, got {cfg.layout_jitter}")
     if cfg.substeps < 1:
         raise ValueError(f"{where}: physics_timestep must be shorter than the control period")
     return cfg

@@ -45,6 +45,70 @@ _VISUAL = 'contype="0" conaffinity="0"'
 ARM_RGBA = "0.6 0.65 0.7 1"
 SKIN_RGBA = "0.87 0.68 0.55 1"
 
+# Surface patterns: a point tracker needs texture to follow a surface (an evenly coloured link is a blank
+# window for Lucas-Kanade, its points stay behind while the arm moves), so everything that moves carries a checker
+# of two shades whose squares are CHECKER_SQUARE metres wide on every face, whatever the geom's size
+# (``texuniform``). Boxes take 2-D textures cleanly on all faces, capsules and cylinders do not, hence the
+# box-shaped links and fingers. name -> (light rgb, dark rgb)
+CHECKER_SQUARE = 0.04
+MATERIALS = {
+    "arm": ("0.72 0.75 0.8", "0.42 0.45 0.52"),
+    "joint": ("0.3 0.36 0.48", "0.16 0.19 0.26"),
+    "gripper": ("0.38 0.38 0.4", "0.12 0.12 0.13"),
+    "skin": ("0.9 0.72 0.6", "0.55 0.38 0.28"),
+    "sleeve": ("0.34 0.4 0.68", "0.2 0.24 0.45"),
+    "cabinet": ("0.5 0.34 0.22", "0.36 0.24 0.15"),
+    "drawer": ("0.74 0.59 0.38", "0.55 0.42 0.26"),
+    "drawer_front": ("0.33 0.6 0.66", "0.2 0.4 0.45"),
+    "bowl": ("0.93 0.93 0.97", "0.7 0.7 0.78"),
+    "plate": ("0.96 0.58 0.78", "0.78 0.4 0.6"),
+}
+
+
+def _materials_xml() -> str:
+    return "\n".join(
+        f'    <texture name="{n}_tex" type="2d" builtin="checker" rgb1="{a}" rgb2="{b}" width="32" height="32"/>\n'
+        f'    <material name="{n}_mat" texture="{n}_tex" specular="0" reflectance="0"/>'
+        for n, (a, b) in MATERIALS.items())
+
+
+def _box_mesh_name(half) -> str:
+    return "box_" + "_".join(f"{h * 1e4:.0f}" for h in half)
+
+
+def _box_mesh_xml(name: str) -> str:
+    """A box mesh whose faces carry texture coordinates in metres (one checker tile per 2 squares), so every face
+    shows the same square size. MuJoCo's own boxes map a 2-D texture well on two faces only (the others get
+    stripes, which a point tracker cannot follow along the stripes)."""
+    half = np.array([float(v) * 1e-4 for v in name.split("_")[1:]])
+    vertices, uv, faces = [], [], []
+    for axis in range(3):
+        u, v = [a for a in range(3) if a != axis]
+        for sign in (1.0, -1.0):
+            corners = [(-1, -1), (1, -1), (1, 1), (-1, 1)] if sign > 0 else [(-1, -1), (-1, 1), (1, 1), (1, -1)]
+            if axis == 1:  # keep the winding counter-clockwise seen from outside (x, z is a left-handed pair)
+                corners = corners[::-1]
+            base = len(vertices)
+            for cu, cv in corners:
+                p = np.zeros(3)
+                p[axis], p[u], p[v] = sign * half[axis], cu * half[u], cv * half[v]
+                vertices.append(p)
+                uv.append((p[u] / (2 * CHECKER_SQUARE), p[v] / (2 * CHECKER_SQUARE)))
+            faces += [(base, base + 1, base + 2), (base, base + 2, base + 3)]
+    return (f'    <mesh name="{name}" vertex="{_fmt(np.ravel(vertices))}" texcoord="{_fmt(np.ravel(uv))}" '
+            f'face="{" ".join(str(i) for f in faces for i in f)}"/>')
+
+
+def _box(half, material: str, attrs: str = "", collide: str | None = None, name: str | None = None) -> str:
+    """A checkered box: a textured visual mesh, plus (with ``collide`` contact bits) a box of the same size that
+    collides and is not drawn (geom group 3). ``attrs``: placement (pos / quat) shared by both."""
+    mesh = _box_mesh_name(half)
+    out = f'<geom type="mesh" mesh="{mesh}" {attrs} material="{material}_mat" {_VISUAL}/>'
+    if collide is not None:
+        named = f'name="{name}" ' if name else ""
+        out += f'<geom {named}type="box" size="{_fmt(half)}" {attrs} group="3" {collide}/>'
+    return out
+
 
 def _fmt(values) -> str:
     return " ".join(f"{float(v):.10g}" for v in values)
@@ -60,6 +124,20 @@ def optical_to_mujoco_camera(optical: np.ndarray) -> np.ndarray:
     """4x4 MuJoCo camera frame (x right, y up, looking along -z) of a URDF optical frame (y down, +z)."""
     flip = np.diag([1.0, -1.0, -1.0, 1.0])
     return optical @ flip
+
+
+def _bar(start, end, half_width: float, material: str) -> str:
+    """A checkered box of square section from ``start`` to ``end`` (visual only)."""
+    start, end = np.asarray(start, float), np.asarray(end, float)
+    half = (half_width, half_width, np.linalg.norm(end - start) / 2)
+    return _box(half, material, f'pos="{_fmt((start + end) / 2)}" quat="{_quat(_along(end - start))}"')
+
+
+def _along(axis) -> np.ndarray:
+    """A rotation taking z onto ``axis`` (the joint housings are boxes whose long side is the joint axis)."""
+    axis = np.asarray(axis, float) / np.linalg.norm(axis)
+    rot, _ = Rotation.align_vectors([axis], [[0.0, 0.0, 1.0]])
+    return rot.as_matrix()
 
 
 def _arm_xml() -> tuple[str, str]:
@@ -81,10 +159,9 @@ def _arm_xml() -> tuple[str, str]:
         body_lines.append(f'{indent}<body name="{joint.child}" pos="{_fmt(origin[:3, 3])}" quat="{_quat(origin[:3, :3])}" gravcomp="1">')
         body_lines.append(f'{indent}  <inertial pos="0 0 0" mass="{2.0 if i < 3 else 0.8}" diaginertia="0.01 0.01 0.01"/>')
         body_lines.append(f'{indent}  <joint name="{joint.name}" axis="{_fmt(joint.axis)}" range="{joint.lower} {joint.upper}"/>')
-        body_lines.append(f'{indent}  <geom type="cylinder" size="0.045 0.06" rgba="0.25 0.3 0.4 1" {_VISUAL}/>')
+        body_lines.append(f'{indent}  ' + _box((0.055, 0.055, 0.065), "joint", f'quat="{_quat(_along(joint.axis))}"'))
         if next_origin is not None and np.linalg.norm(next_origin) > 1e-6:
-            body_lines.append(f'{indent}  <geom type="capsule" size="0.04" fromto="0 0 0 {_fmt(next_origin)}" '
-                              f'rgba="{ARM_RGBA}" {_VISUAL}/>')
+            body_lines.append(f'{indent}  ' + _bar(np.zeros(3), next_origin, 0.045, "arm"))
         close.append(f"{indent}</body>")
         indent += "  "
     actuators = "\n".join(
@@ -97,13 +174,13 @@ def _arm_xml() -> tuple[str, str]:
 def _gripper_xml(indent: str) -> str:
     ph, fh = PALM_HALF, FINGER_HALF
     fz = FINGER_TOP + fh[2]
-    lines = [f'{indent}<geom name="palm" type="box" size="{_fmt(ph)}" pos="0 0 {ph[2]}" rgba="0.2 0.2 0.2 1" {_EFFECTOR}/>']
+    lines = [indent + _box(ph, "gripper", f'pos="0 0 {ph[2]}"', _EFFECTOR, name="palm")]
     for side, sign in (("left", 1.0), ("right", -1.0)):
         lines += [
             f'{indent}<body name="finger_{side}" pos="0 {sign * fh[1]} {fz}" gravcomp="1">',
             f'{indent}  <inertial pos="0 0 0" mass="0.05" diaginertia="1e-5 1e-5 1e-5"/>',
             f'{indent}  <joint name="finger_{side}" type="slide" axis="0 {sign} 0" range="0 0.045" damping="5"/>',
-            f'{indent}  <geom type="box" size="{_fmt(fh)}" rgba="0.15 0.15 0.15 1" friction="1.5 0.01 0.001" {_EFFECTOR}/>',
+            f'{indent}  ' + _box(fh, "gripper", "", f'friction="1.5 0.01 0.001" {_EFFECTOR}'),
             f"{indent}</body>",
         ]
     lines.append(f'{indent}<site name="grasp" pos="0 0 {GRASP_OFFSET}" size="0.004" rgba="0 1 0 0" group="4"/>')
@@ -113,18 +190,21 @@ def _gripper_xml(indent: str) -> str:
 def _hand_xml() -> str:
     """A floating hand on a mocap body whose frame is the commanded tool0 frame (z along the fingers)."""
     r = 0.009
+    # fingers: capsules collide (their round tips slide into the drawer's handle slot), boxes are seen (a capsule
+    # takes no checker texture); the capsules sit in geom group 3, which cameras do not draw
     fingers = "\n".join(
         f'      <geom type="capsule" size="{r}" fromto="{dx} {sign * 0.032} 0.035 {dx} {sign * 0.032} {FINGERTIP_Z - r}" '
-        f'rgba="{SKIN_RGBA}" {_EFFECTOR}/>'
+        f'group="3" {_EFFECTOR}/>\n'
+        f'      ' + _bar([dx, sign * 0.032, 0.035], [dx, sign * 0.032, FINGERTIP_Z - r], r, "skin")
         for sign in (1.0, -1.0) for dx in (-0.012, 0.012)
     )
     return f"""
     <body name="hand" mocap="true" pos="-0.45 0 0.3" quat="0 1 0 0">
       <site name="tool0" size="0.005" rgba="1 0 0 0" group="4"/>
       <site name="grasp" pos="0 0 {GRASP_OFFSET}" size="0.004" rgba="0 1 0 0" group="4"/>
-      <geom name="palm" type="box" size="0.03 0.045 0.018" pos="0 0 0.02" rgba="{SKIN_RGBA}" {_EFFECTOR}/>
+      {_box((0.03, 0.045, 0.018), "skin", 'pos="0 0 0.02"', _EFFECTOR, name="palm")}
 {fingers}
-      <geom type="capsule" size="0.028" fromto="0 0 0 0 0 -0.22" rgba="0.3 0.35 0.6 1" {_VISUAL}/>
+      {_bar([0, 0, 0], [0, 0, -0.22], 0.035, "sleeve")}
     </body>"""
 
 
@@ -142,16 +222,16 @@ def _objects_xml(table_top: float) -> str:
     # bowl: a floor disc and a ring of wall boxes (a static body, placed at reset)
     r, wall_h, n = BOWL["radius"], BOWL["wall_height"], 10
     lines.append(f'    <body name="bowl" pos="-0.45 0.1 {table_top}">')
-    lines.append(f'      <geom type="cylinder" size="{r} 0.003" pos="0 0 0.003" rgba="{BOWL["rgba"]}" {_STATIC}/>')
+    lines.append(f'      <geom type="cylinder" size="{r} 0.003" pos="0 0 0.003" material="bowl_mat" {_STATIC}/>')
     for k in range(n):
         a = 2 * np.pi * k / n
         lines.append(f'      <geom type="box" size="0.006 {r * np.tan(np.pi / n):.4f} {wall_h / 2}" '
                      f'pos="{r * np.cos(a):.4f} {r * np.sin(a):.4f} {wall_h / 2}" euler="0 0 {a:.4f}" '
-                     f'rgba="{BOWL["rgba"]}" {_STATIC}/>')
+                     f'material="bowl_mat" {_STATIC}/>')
     lines.append("    </body>")
     lines.append(f'    <body name="plate" pos="-0.45 -0.1 {table_top}">')
     lines.append(f'      <geom type="cylinder" size="{PLATE["radius"]} {PLATE["half_height"]}" '
-                 f'pos="0 0 {PLATE["half_height"]}" rgba="{PLATE["rgba"]}" {_STATIC}/>')
+                 f'pos="0 0 {PLATE["half_height"]}" material="plate_mat" {_STATIC}/>')
     lines.append("    </body>")
     lines.append(_drawer_xml(table_top))
     return "\n".join(lines)
@@ -169,7 +249,7 @@ def _drawer_xml(table_top: float) -> str:
         (f"{hx} {t} {hz}", f"0 {-hy + t} {hz}"),
         (f"{t} {hy} {hz}", f"{-hx + t} 0 {hz}"),  # back
     ]
-    geoms = "\n".join(f'      <geom type="box" size="{s}" pos="{p}" rgba="{CABINET["rgba"]}" {_STATIC}/>'
+    geoms = "\n".join("      " + _box([float(v) for v in s.split()], "cabinet", f'pos="{p}"', _STATIC)
                       for s, p in housing)
     dx, dy, dz = d["half"]
     front_x = dx  # drawer frame at the drawer box centre
@@ -180,11 +260,11 @@ def _drawer_xml(table_top: float) -> str:
       <body name="drawer" pos="{hx - dx - t} 0 {dz + 0.004}">
         <joint name="drawer" type="slide" axis="1 0 0" range="0 {d["travel"]}" damping="8" frictionloss="0.3"/>
         <inertial pos="0 0 0" mass="0.4" diaginertia="0.002 0.002 0.002"/>
-        <geom type="box" size="{dx} {dy} 0.004" pos="0 0 {-dz + 0.004}" rgba="{d["rgba"]}" {_DRAWER}/>
-        <geom type="box" size="0.005 {dy} {dz}" pos="{-dx + 0.005} 0 0" rgba="{d["rgba"]}" {_DRAWER}/>
-        <geom type="box" size="{dx} 0.005 {dz}" pos="0 {dy - 0.005} 0" rgba="{d["rgba"]}" {_DRAWER}/>
-        <geom type="box" size="{dx} 0.005 {dz}" pos="0 {-dy + 0.005} 0" rgba="{d["rgba"]}" {_DRAWER}/>
-        <geom name="drawer_front" type="box" size="0.006 {dy + 0.01} {dz + 0.004}" pos="{front_x} 0 0.004" rgba="{d["front_rgba"]}" {_DRAWER}/>
+        {_box((dx, dy, 0.004), "drawer", f'pos="0 0 {-dz + 0.004:g}"', _DRAWER)}
+        {_box((0.005, dy, dz), "drawer", f'pos="{-dx + 0.005:g} 0 0"', _DRAWER)}
+        {_box((dx, 0.005, dz), "drawer", f'pos="0 {dy - 0.005:g} 0"', _DRAWER)}
+        {_box((dx, 0.005, dz), "drawer", f'pos="0 {-dy + 0.005:g} 0"', _DRAWER)}
+        {_box((0.006, dy + 0.01, dz + 0.004), "drawer_front", f'pos="{front_x} 0 0.004"', _DRAWER, name="drawer_front")}
         <geom name="drawer_handle" type="capsule" size="0.005" fromto="{hx_bar} {-0.06} 0.01 {hx_bar} 0.06 0.01" rgba="0.1 0.1 0.1 1" {_DRAWER}/>
         <geom type="box" size="{(hx_bar - front_x) / 2} 0.005 0.005" pos="{(hx_bar + front_x) / 2} 0.06 0.01" rgba="0.1 0.1 0.1 1" {_DRAWER}/>
         <geom type="box" size="{(hx_bar - front_x) / 2} 0.005 0.005" pos="{(hx_bar + front_x) / 2} -0.06 0.01" rgba="0.1 0.1 0.1 1" {_DRAWER}/>
@@ -212,7 +292,7 @@ def build_mjcf(config: WorkcellConfig, embodiment: str = "robot") -> str:
         arm, actuators = _arm_xml()
         effector = f"""
     <body name="base" pos="0 0 0">
-      <geom type="cylinder" size="0.07 0.04" pos="0 0 -0.04" rgba="0.25 0.3 0.4 1" {_VISUAL}/>
+      {_box((0.07, 0.07, 0.04), "joint", 'pos="0 0 -0.04"')}
 {arm}
     </body>"""
         actuators += "\n" + "\n".join(
@@ -224,7 +304,7 @@ def build_mjcf(config: WorkcellConfig, embodiment: str = "robot") -> str:
         f'rgb2="{_fmt(np.array(c.split()[:3], float) * 0.7)}" width="16" height="16"/>\n'
         f'    <material name="{n}_mat" texture="{n}_tex"/>'
         for n, c in BLOCKS.items())
-    return f"""<mujoco model="ur5_workcell_{embodiment}">
+    xml = f"""<mujoco model="ur5_workcell_{embodiment}">
   <compiler angle="radian" autolimits="true"/>
   <option timestep="{config.physics_timestep}" integrator="implicitfast" cone="elliptic" impratio="5"/>
   <size memory="4M"/>
@@ -240,6 +320,8 @@ def build_mjcf(config: WorkcellConfig, embodiment: str = "robot") -> str:
     <texture name="table_tex" type="2d" builtin="checker" rgb1="0.62 0.52 0.4" rgb2="0.55 0.45 0.34" width="64" height="64"/>
     <material name="table_mat" texture="table_tex" texrepeat="6 7" specular="0" reflectance="0"/>
 {block_textures}
+{_materials_xml()}
+{{meshes}}
   </asset>
   <worldbody>
     <light directional="true" pos="0 0 2" dir="0.3 0.2 -1" diffuse="0.5 0.5 0.5" specular="0 0 0" castshadow="false"/>
@@ -254,3 +336,7 @@ def build_mjcf(config: WorkcellConfig, embodiment: str = "robot") -> str:
   </actuator>
 </mujoco>
 """
+    import re
+
+    used = sorted(set(re.findall(r'mesh="(box_[0-9_]+)"', xml)))
+    return xml.replace("{meshes}", "\n".join(_box_mesh_xml(name) for name in used))

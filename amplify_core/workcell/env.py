@@ -106,18 +106,25 @@ class WorkcellEnv:
         rng = np.random.default_rng(self.seed)
         mujoco.mj_resetData(self.model, self.data)
         self.model.body_pos[:] = self._static_pos
-        layout = sample_task_layout(self.task, rng)
+        layout = sample_task_layout(self.task, rng, self.config.layout_jitter)
         scene.apply_layout(self.model, self.data, layout, self.table_top)
+        start = HOME_POSE.copy()  # drawn after the layout: a seed's layout does not depend on the jitter
+        start[:3] += rng.uniform(-1.0, 1.0, 3) * self.config.start_jitter
         if self._robot:
-            self.data.qpos[self._arm_qpos] = self.home_q
-            self.data.ctrl[self._arm_act] = self.home_q
+            q, residual = self.ik.solve(pose_to_matrix(start), self.home_q, iterations=200, tol=1e-10,
+                                        max_step=0.4, clip=True)
+            if residual > 1e-6:
+                raise RuntimeError(f"start pose {start.tolist()} is unreachable (IK residual {residual:.2e})")
+            self.data.qpos[self._arm_qpos] = q
+            self.data.ctrl[self._arm_act] = q
             self.data.qpos[self._finger_qpos] = self.config.gripper_stroke
             self.data.ctrl[self._finger_act] = self.config.gripper_stroke
-            self._q_cmd = self.home_q.copy()
+            self._q_cmd = q.copy()
+            self.start_q = q.copy()  # the arm's joints at the start of this episode (``home_q`` + the jitter)
         else:
-            self.data.mocap_pos[self._mocap] = HOME_POSE[:3]
-            self.data.mocap_quat[self._mocap] = _wxyz(Rotation.from_rotvec(HOME_POSE[3:]))
-        self._command = HOME_POSE.copy()
+            self.data.mocap_pos[self._mocap] = start[:3]
+            self.data.mocap_quat[self._mocap] = _wxyz(Rotation.from_rotvec(start[3:]))
+        self._command = start.copy()
         self._gripper = 0.0
         self.attached = None
         self.steps = 0

@@ -17,7 +17,7 @@ from .description import GRASP_OFFSET
 from .scene import BLOCK_HALF, PLATE, BOWL, drawer_front_x, drawer_handle_position
 from .tasks import Task
 
-FAST, SLOW = 0.025, 0.012  # m per 20 Hz step (0.5 and 0.24 m/s)
+FAST, SLOW = 0.035, 0.018  # m per 20 Hz step (0.7 and 0.36 m/s)
 CLEAR = 0.16  # grasp-centre height above the table for transfers
 
 
@@ -52,8 +52,9 @@ class ScriptedExpert:
 
     def act(self, env) -> np.ndarray:
         if self.plan is None:
+            self._home = env.tool0_pose()[:3]
             self.plan = self._make_plan(env)
-            self._cmd = env.tool0_pose()[:3] - np.array([0.0, 0.0, GRASP_OFFSET])  # grasp centre now
+            self._cmd = self._home - np.array([0.0, 0.0, GRASP_OFFSET])  # grasp centre now
         wp = self.plan[min(self._index, len(self.plan) - 1)]
         delta = wp.grasp - self._cmd
         dist = float(np.linalg.norm(delta))
@@ -75,6 +76,11 @@ class ScriptedExpert:
 
     # ------------------------------------------------------------------------------------------ plans
     def _make_plan(self, env) -> list[Waypoint]:
+        """The task's waypoints, then back towards the start pose (the recording's tail is motion, not a pause)."""
+        plan = self._task_plan(env)
+        return plan + [Waypoint(self._home - np.array([0.0, 0.0, GRASP_OFFSET]), plan[-1].gripper)]
+
+    def _task_plan(self, env) -> list[Waypoint]:
         kind = self.task.kind
         top = env.table_top
         if kind == "drawer":
@@ -99,8 +105,8 @@ class ScriptedExpert:
         x, y = obj[:2]
         return [
             Waypoint(np.array([x, y, top + CLEAR]), 0.0),
-            Waypoint(np.array([x, y, obj[2]]), 0.0, SLOW, hold=1),
-            Waypoint(np.array([x, y, obj[2]]), 1.0, hold=4),
+            Waypoint(np.array([x, y, obj[2]]), 0.0, SLOW),
+            Waypoint(np.array([x, y, obj[2]]), 1.0, hold=1),
             Waypoint(np.array([x, y, top + CLEAR]), 1.0),
         ]
 
@@ -109,8 +115,8 @@ class ScriptedExpert:
         x, y = target[:2]
         return [
             Waypoint(np.array([x, y, top + CLEAR]), 1.0),
-            Waypoint(np.array([x, y, release_z]), 1.0, SLOW, hold=1),
-            Waypoint(np.array([x, y, release_z]), 0.0, hold=3),
+            Waypoint(np.array([x, y, release_z]), 1.0, SLOW),
+            Waypoint(np.array([x, y, release_z]), 0.0, hold=1),
             Waypoint(np.array([x, y, top + CLEAR]), 0.0),
         ]
 
@@ -126,9 +132,9 @@ class ScriptedExpert:
         start = np.array([obj[0], obj[1], z]) - d * (BLOCK_HALF + 0.045)
         end = np.array([obj[0], obj[1], z]) + d * 0.13
         return [
-            Waypoint(np.array([start[0], start[1], top + CLEAR]), 1.0, hold=2),
-            Waypoint(start, 1.0, SLOW, hold=4),
-            Waypoint(end, 1.0, SLOW * 0.8, hold=2),
+            Waypoint(np.array([start[0], start[1], top + CLEAR]), 1.0),
+            Waypoint(start, 1.0, SLOW, hold=1),
+            Waypoint(end, 1.0, SLOW * 0.8),
             Waypoint(np.array([end[0], end[1], top + CLEAR]) - d * 0.04, 1.0),
         ]
 
@@ -144,8 +150,8 @@ class ScriptedExpert:
         start = np.array([slot_x, handle[1], z])
         end = start + np.array([travel, 0.0, 0.0])
         return [
-            Waypoint(np.array([slot_x, handle[1], top + CLEAR]), 1.0, hold=2),
-            Waypoint(start, 1.0, SLOW, hold=1),
-            Waypoint(end, 1.0, SLOW * 0.8, hold=2),
+            Waypoint(np.array([slot_x, handle[1], top + CLEAR]), 1.0),
+            Waypoint(start, 1.0, SLOW),
+            Waypoint(end, 1.0, SLOW * 0.8),
             Waypoint(np.array([end[0], end[1], top + CLEAR]), 1.0),
         ]

@@ -31,7 +31,7 @@ class Rollout:
     clamp_count: int = 0
 
 
-def run_expert(env: WorkcellEnv, seed: int, tail_steps: int = 5, record: bool = True) -> Rollout:
+def run_expert(env: WorkcellEnv, seed: int, tail_steps: int = 10, record: bool = True) -> Rollout:
     """Reset ``env`` with ``seed`` and run the task's scripted expert until success + ``tail_steps``
     or the step limit. With ``record`` the frames (if the env renders) and per-frame states are kept.
 

@@ -32,6 +32,7 @@ PLACEMENT_HIGH = np.array([-0.34, 0.06])
 _RADIUS = {"bowl": 0.085, "plate": 0.09, **{b: 0.035 for b in BLOCKS}}
 
 
+
 @dataclass
 class Layout:
     """Initial xy of every object and the drawer opening (m)."""
@@ -41,11 +42,14 @@ class Layout:
 
 
 def sample_layout(rng: np.random.Generator, drawer_range: tuple[float, float] = (0.0, 0.0),
-                  first: str | None = None, keep_out=None, max_tries: int = 2000) -> Layout:
+                  first: str | None = None, keep_out=None, max_tries: int = 2000,
+                  jitter: float | None = None, nominal: dict | None = None) -> Layout:
     """Non-overlapping object positions (rejection sampling; deterministic for a given generator).
 
-    ``first`` is placed before the others; ``keep_out(xy, name, p)`` may reject position ``p`` of object
-    ``name`` given the objects placed so far (a task reserving room, e.g. a push corridor).
+    With ``jitter`` (m) and ``nominal`` ({name: xy}) every object lies within +- jitter of its nominal place
+    (LIBERO's kind of variation: the scene is recognisably the same, the objects are never exactly where they
+    were); otherwise anywhere in the placement area. ``first`` is placed before the others; ``keep_out(xy, name,
+    p)`` may reject position ``p`` of object ``name`` given the objects placed so far (e.g. a push corridor).
     """
     names = ["bowl", "plate", *BLOCKS]
     if first is not None:
@@ -56,7 +60,10 @@ def sample_layout(rng: np.random.Generator, drawer_range: tuple[float, float] = 
         ok = True
         for name in names:
             for _attempt in range(200):
-                p = rng.uniform(PLACEMENT_LOW, PLACEMENT_HIGH)
+                if jitter is None:
+                    p = rng.uniform(PLACEMENT_LOW, PLACEMENT_HIGH)
+                else:
+                    p = np.asarray(nominal[name]) + rng.uniform(-jitter, jitter, 2)
                 if keep_out is not None and keep_out(xy, name, p):
                     continue
                 if all(np.linalg.norm(p - q) > _RADIUS[name] + _RADIUS[n] for n, q in xy.items()):
@@ -68,6 +75,23 @@ def sample_layout(rng: np.random.Generator, drawer_range: tuple[float, float] = 
         if ok:
             return Layout(xy=xy, drawer_opening=float(rng.uniform(*drawer_range)))
     raise RuntimeError("could not place the workcell objects without overlap; the placement area is too small")
+
+
+def fits(xy: dict, keep_out=None, first: str | None = None) -> bool:
+    """Whether positions ``xy`` ({name: xy}) are free of overlaps and of ``keep_out`` (checked in placing order)."""
+    names = list(xy)
+    if first is not None:
+        names.remove(first)
+        names.insert(0, first)
+    placed = {}
+    for name in names:
+        p = xy[name]
+        if keep_out is not None and keep_out(placed, name, p):
+            return False
+        if any(np.linalg.norm(p - q) <= _RADIUS[name] + _RADIUS[n] for n, q in placed.items()):
+            return False
+        placed[name] = p
+    return True
 
 
 def apply_layout(model: mujoco.MjModel, data: mujoco.MjData, layout: Layout, table_top: float) -> None:
