@@ -38,6 +38,15 @@ class TokenizerConfig:
         dropout: dropout in attention and MLP blocks.
         train_points: grid points per view (sampled anew each step) whose logits enter the training
             loss; None or num_points = all. Evaluation always decodes every point.
+        point_queries: the decoder's query of each grid point. ``learned``: a free vector per point (the authors'
+            form; each one learns only from the steps it is sampled in). ``coordinates``: a small MLP of the point's
+            image position (Fourier features), so neighbouring points share what they learn; measured here it
+            reconstructs moving points far better in the same steps.
+        step_head: the decoder's output layer. False: one linear map from a point's decoded vector to the logits
+            of all T-1 steps at once (a point's whole future must fit one vector). True: the logits of step k come
+            from the point's vector joined with code k's own projection, so each step reads its code directly.
+        moving_point_bias: with ``train_points``, how much more often a point that moves in the batch is drawn
+            into the loss (0 = uniform). The static table, most of the grid, is learnt in a few hundred steps.
     """
 
     views: list[str] = field(default_factory=lambda: ["front", "side", "corner"])
@@ -52,9 +61,16 @@ class TokenizerConfig:
     num_classes: int = NUM_CLASSES
     dropout: float = 0.1
     train_points: int | None = None
+    point_queries: str = "learned"
+    step_head: bool = False
+    moving_point_bias: float = 0.0
 
     def __post_init__(self):
         _check_width(self.hidden, self.heads, "tokenizer")
+        if self.moving_point_bias < 0:
+            raise ConfigError(f"tokenizer.moving_point_bias must be >= 0, got {self.moving_point_bias}")
+        if self.point_queries not in ("learned", "coordinates"):
+            raise ConfigError(f"tokenizer.point_queries must be 'learned' or 'coordinates', got {self.point_queries!r}")
         if self.train_points is not None and not 1 <= self.train_points <= self.num_points:
             raise ConfigError(f"tokenizer.train_points must be in [1, {self.num_points}], got {self.train_points}")
         if not self.views:
@@ -85,24 +101,40 @@ class VisionConfig:
         width: channels of the first stage (64 is the standard ResNet-18; 32 quarters the cost).
         weights: optional local path of torchvision-format ResNet-18 weights (only with width 64).
         frozen: keep the encoder fixed during training (sensible with pretrained weights only).
+        stages: ResNet stages whose output is kept (4 = the whole ResNet-18, feature stride 32; 3 stops a stage
+            earlier at stride 16, so 128 px give 8x8 = 64 tokens per view instead of 4x4: the 4 cm blocks of the
+            workcell are about one stride-32 cell wide).
+        random_shift: training-time augmentation of every image (robomimic's and Diffusion Policy's random crop):
+            padded by this many pixels (edge replicated, at ``image_size``) and cropped back at a random offset,
+            per image. 0 = off. Inference never shifts.
     """
 
     image_size: int = 224
     width: int = 64
     weights: str | None = None
     frozen: bool = False
+    stages: int = 4
+    random_shift: int = 0
 
     def __post_init__(self):
         if self.image_size < 32:
             raise ConfigError(f"vision.image_size must be >= 32, got {self.image_size}")
+        if self.stages not in (2, 3, 4):
+            raise ConfigError(f"vision.stages must be 2, 3 or 4 (ResNet stages kept), got {self.stages}")
+        if not 0 <= self.random_shift < self.image_size // 4:
+            raise ConfigError(f"vision.random_shift must be in [0, image_size / 4), got {self.random_shift}")
         if self.weights and self.width != 64:
             raise ConfigError(f"vision.weights need the standard width 64, got width {self.width}")
         if self.frozen and not self.weights:
             raise ConfigError("vision.frozen without vision.weights would freeze a random encoder")
 
     @property
+    def stride(self) -> int:
+        return 2 ** (self.stages + 1)  # the stem halves twice, every stage after the first once more
+
+    @property
     def tokens_per_view(self) -> int:
-        side = -(-self.image_size // 32)  # five stride-2 stages
+        side = -(-self.image_size // self.stride)
         return side * side
 
 
@@ -141,7 +173,12 @@ class InverseConfig:
         use_codes: False gives the paper's "inverse only" BC baseline (the same network without codes).
         text_dim: 0 (the default, as the paper): no task input. > 0: one more memory token projected from the
             task-text embedding of this width (384 for MiniLM); with use_codes=False, a language-conditioned BC.
-        min_log_std / max_log_std: clamp of the Gaussian head's log standard deviation.
+        fixed_std: the Gaussian head's standard deviation, in normalised action units, fixed (the authors' code
+            fixes it too): the loss is then a discounted squared error. None learns it per output (the paper's
+            text). Learned, the dimensions that are constant within a task (the gripper's rotation) drive their
+            log-std to the lower clamp, their gradients grow ~e^10 times larger than the positions' and, under
+            gradient clipping, starve them (measured: 4.3 cm first-action error on the training demos).
+        min_log_std / max_log_std: clamp of the learned log standard deviation.
         vision: the image encoder.
     """
 
@@ -155,6 +192,7 @@ class InverseConfig:
     gamma: float = 0.99
     use_codes: bool = True
     text_dim: int = 0
+    fixed_std: float | None = 1.0
     min_log_std: float = -5.0
     max_log_std: float = 2.0
     vision: VisionConfig = field(default_factory=VisionConfig)
@@ -165,6 +203,8 @@ class InverseConfig:
             self.vision = from_dict(VisionConfig, self.vision, "inverse.vision")
         if not 0 < self.gamma <= 1:
             raise ConfigError(f"inverse.gamma must be in (0, 1], got {self.gamma}")
+        if self.fixed_std is not None and not self.fixed_std > 0:
+            raise ConfigError(f"inverse.fixed_std must be > 0 (or null to learn it), got {self.fixed_std}")
 
 
 @dataclass

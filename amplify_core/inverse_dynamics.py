@@ -3,7 +3,9 @@
 A transformer decoder: T learned action queries self-attend and cross-attend to a memory made of the
 image tokens of every view, one token projected from the proprioception q_t, and the motion-code tokens.
 A Gaussian head gives mean and log-std per action; the loss is the discounted negative log-likelihood
--sum_k gamma^k log N(a_{t+k} | mu_k, sigma_k). Actions and proprioception are normalised with dataset
+-sum_k gamma^k log N(a_{t+k} | mu_k, sigma_k). By default sigma is fixed (``InverseConfig.fixed_std``, as the
+authors' code): the loss is then a discounted squared error and every action dimension gets its share of the
+gradient; ``fixed_std: null`` learns sigma per output. Actions and proprioception are normalised with dataset
 statistics kept in the checkpoint (``amplify_core.normalization``).
 
 It is not conditioned on the task: a "reference follower" that learns from any interaction data.
@@ -68,6 +70,8 @@ class InverseDynamics(nn.Module):
         for block in self.blocks:
             x, _ = block(x, context=memory)
         mean, log_std = self.head(self.norm(x)).chunk(2, dim=-1)
+        if c.fixed_std is not None:  # the head's log-std outputs are not used (the head keeps one shape either way)
+            return mean, torch.full_like(mean, math.log(c.fixed_std))
         return mean, log_std.clamp(c.min_log_std, c.max_log_std)
 
     def loss(self, mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

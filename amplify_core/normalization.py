@@ -1,4 +1,11 @@
-"""Per-dimension normalisation of actions and proprioception, with statistics saved in checkpoints."""
+"""Per-dimension normalisation of actions and proprioception, with statistics saved in checkpoints.
+
+A dimension that barely moves in the training data (a wrist joint the demos never turn, a rotation component that
+is the same in every demo) must not be scaled by its own tiny spread: a closed-loop deviation of a few hundredths
+of a radian would then become tens of standard deviations, an input the network has never seen, and the arm runs
+away (measured: a wrist joint with std 0.001 rad went 0.04 -> 2.9 -> 10.7 -> 30.6 -> 80 in five steps). Such a
+dimension (std below ``min_std``) is only centred (scale 1), the convention of Diffusion Policy's normaliser.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,16 @@ import numpy as np
 import torch
 
 
-class Normalizer:
-    """x -> (x - mean) / std per dimension; ``std`` is floored so constant dimensions stay finite."""
+MIN_STD = 1e-2  # below this spread (robot units: m, rad, gripper 0..1) a dimension is centred, not scaled
 
-    def __init__(self, mean, std, min_std: float = 1e-3):
+
+class Normalizer:
+    """x -> (x - mean) / std per dimension; a dimension whose std is below ``min_std`` keeps scale 1."""
+
+    def __init__(self, mean, std, min_std: float = MIN_STD):
         self.mean = np.asarray(mean, np.float32)
-        self.std = np.maximum(np.asarray(std, np.float32), min_std)
+        std = np.asarray(std, np.float32)
+        self.std = np.where(std < min_std, np.float32(1.0), std).astype(np.float32)
         if self.mean.shape != self.std.shape or self.mean.ndim != 1:
             raise ValueError(f"mean {self.mean.shape} and std {self.std.shape} must be equal 1-D shapes")
 
@@ -47,4 +58,5 @@ class Normalizer:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Normalizer":
-        return cls(data["mean"], data["std"])
+        # the stored std is the one the model was trained with (already floored): use it as it is
+        return cls(data["mean"], data["std"], min_std=1e-12)

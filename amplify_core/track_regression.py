@@ -49,6 +49,11 @@ class TrackRegressor(nn.Module):
         return torch.cat([start, start + offsets], dim=2)
 
     @staticmethod
-    def loss(pred: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
-        """Mean squared error of the future positions (step 0 is given, not predicted)."""
-        return F.mse_loss(pred[:, :, 1:], tracks[:, :, 1:].float())
+    def loss(pred: torch.Tensor, tracks: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean squared error of the future positions (step 0 is given, not predicted); with ``visible`` (B, V, T,
+        N) only where the tracker saw the point, as the tokenizer's loss."""
+        err = (pred[:, :, 1:] - tracks[:, :, 1:].float()).pow(2).sum(-1)
+        if visible is None:
+            return err.mean() / 2
+        weight = visible[:, :, 1:].to(err.dtype)
+        return (err * weight).sum() / weight.sum().clamp(min=1.0) / 2

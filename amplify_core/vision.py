@@ -37,8 +37,18 @@ class BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(y)) + identity)
 
 
+def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Every image of (B, C, H, W) padded by ``pad`` pixels (edges replicated) and cropped back to H x W at its own
+    random offset: the random-shift augmentation of DrQ, robomimic and Diffusion Policy. Integer shifts by slicing
+    (a gather or grid_sample over the batch cost a third of a CPU training step)."""
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    offsets = torch.randint(0, 2 * pad + 1, (len(x), 2), generator=generator).tolist()
+    return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets)])
+
+
 class ResNet18Tokens(nn.Module):
-    """uint8 images (B, 3, H, W) -> tokens (B, (S/32)^2, 8 * width)."""
+    """uint8 images (B, 3, H, W) -> tokens (B, (S/stride)^2, channels of the last kept stage)."""
 
     def __init__(self, config: VisionConfig):
         super().__init__()
@@ -48,11 +58,11 @@ class ResNet18Tokens(nn.Module):
         self.bn1 = nn.BatchNorm2d(w)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         chans = [w, w, 2 * w, 4 * w, 8 * w]
-        for i in range(4):
+        for i in range(config.stages):
             stride = 1 if i == 0 else 2
             setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(chans[i], chans[i + 1], stride),
                                                          BasicBlock(chans[i + 1], chans[i + 1], 1)))
-        self.out_dim = 8 * w
+        self.out_dim = chans[config.stages]
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
         if config.weights:
@@ -65,7 +75,8 @@ class ResNet18Tokens(nn.Module):
         if not path.is_file():
             raise FileNotFoundError(f"vision weights {path}: no such file")
         state = torch.load(path, map_location="cpu", weights_only=True)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # classifier not used
+        unused = ("fc.",) + tuple(f"layer{i}." for i in range(self.config.stages + 1, 5))  # classifier, dropped stages
+        state = {k: v for k, v in state.items() if not k.startswith(unused)}
         missing, unexpected = self.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(f"vision weights {path} do not match ResNet-18: missing {missing[:5]}, "
@@ -82,9 +93,12 @@ class ResNet18Tokens(nn.Module):
         size = self.config.image_size
         if x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-        x = (x - self.mean) / self.std
+        if self.training and self.config.random_shift:
+            x = random_shift(x, self.config.random_shift)
+        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)  # oneDNN's fast conv layout
         x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for i in range(self.config.stages):
+            x = getattr(self, f"layer{i + 1}")(x)
         return x.flatten(2).transpose(1, 2)
 
 
@@ -106,6 +120,6 @@ class MultiViewEncoder(nn.Module):
         if images.ndim != 5 or images.shape[1] != self.num_views or images.shape[2] != 3:
             raise ValueError(f"expected images (B, views={self.num_views}, 3, H, W), got {tuple(images.shape)}")
         b, v = images.shape[:2]
-        tokens = self.proj(self.backbone(images.flatten(0, 1)))  # (B*V, P, hidden)
-        tokens = tokens.view(b, v, -1, tokens.shape[-1]) + self.pos.unsqueeze(1) + self.view_embed
+        tokens = self.proj(self.backbone(images.flatten(0, 1))) + self.pos  # (B*V, P, hidden)
+        tokens = tokens.view(b, v, -1, tokens.shape[-1]) + self.view_embed
         return tokens.flatten(1, 2)

@@ -27,9 +27,9 @@ def small_forward(views=2, codebook=1920, text_dim=16):
                                          vision=VISION), views, codebook, 15)
 
 
-def small_inverse(use_codes=True, text_dim=0):
+def small_inverse(use_codes=True, text_dim=0, **kwargs):
     return InverseDynamics(InverseConfig(hidden=64, layers=2, heads=4, dropout=0.0, action_dim=7, proprio_dim=7,
-                                         use_codes=use_codes, text_dim=text_dim, vision=VISION), 2, 1920, 15)
+                                         use_codes=use_codes, text_dim=text_dim, vision=VISION, **kwargs), 2, 1920, 15)
 
 
 def fit(model, loss_fn, steps, lr=1e-3):
@@ -150,7 +150,7 @@ def test_cache_step_logits_equal_teacher_forcing():
 
 def test_inverse_model_nll_falls_well_below_its_start():
     torch.manual_seed(0)
-    model = small_inverse()
+    model = small_inverse(fixed_std=None)  # learned sigma: the NLL can fall far below its start
     g = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (8, 2, 3, 48, 48), dtype=torch.uint8, generator=g)
     proprio = torch.randn(8, 7, generator=g)
@@ -158,6 +158,40 @@ def test_inverse_model_nll_falls_well_below_its_start():
     actions = torch.randn(8, 16, 7, generator=g)
     first, last = fit(model, lambda: model.loss(*model(images, proprio, codes), actions), steps=200, lr=2e-3)
     assert last < first - 5.0, (first, last)  # per-sample discounted NLL, summed over 7 dims
+
+
+def test_fixed_sigma_head_fits_the_positions_beside_constant_dimensions():
+    """The default head (fixed sigma) fits every action dimension of its own training data; with a learned sigma the
+    dimensions that are constant within a task (the gripper's rotation) drive their log-std to the clamp and, under
+    gradient clipping, starve the positions (the issue: 4.3 cm first-action error on the training demos)."""
+    vision = VisionConfig(image_size=32, width=4, stages=3)
+    g = torch.Generator().manual_seed(0)
+    n = 64
+    proprio = torch.randn(n, 7, generator=g)
+    task = (torch.arange(n) % 2).float()
+    positions = (proprio @ torch.randn(7, 3, generator=g))[:, None, :] + 0.1 * torch.arange(16)[None, :, None]
+    rotation = torch.stack([task * 2 - 1, 1 - task * 2, torch.zeros(n)], 1)[:, None, :] * 0.001
+    actions = torch.cat([positions, rotation.expand(-1, 16, -1), task[:, None, None].expand(-1, 16, 1)], -1)
+    images = torch.zeros(n, 1, 3, 32, 32, dtype=torch.uint8)
+    errors = {}
+    for name, fixed_std in (("default", InverseConfig().fixed_std), ("learned", None)):
+        torch.manual_seed(0)
+        model = InverseDynamics(InverseConfig(hidden=32, layers=1, heads=2, dropout=0.0, use_codes=False,
+                                              fixed_std=fixed_std, vision=vision), 1, 1920, 15)
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        for _ in range(300):
+            loss = model.loss(*model(images, proprio), actions)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # as the trainer does
+            opt.step()
+        with torch.no_grad():
+            mean, log_std = model(images, proprio)
+        errors[name] = (mean - actions).abs().mean(dim=(0, 1))[:3]  # per position dimension
+        if name == "default":
+            assert torch.all(log_std == log_std[0, 0, 0])  # sigma is fixed
+    assert torch.all(errors["default"] < 0.4), errors  # positions have std ~2.6 here
+    assert torch.all(errors["learned"] > 3 * errors["default"]), errors
 
 
 def test_inverse_only_mode_ignores_codes_and_full_mode_requires_them():
@@ -252,3 +286,71 @@ def test_track_regressor_starts_at_the_grid_fits_a_batch_and_round_trips_a_check
     with torch.no_grad():
         torch.testing.assert_close(loaded(images, text), model(images, text))
     assert meta["views"] == ["front"]
+
+
+def test_tokenizer_loss_ignores_masked_labels():
+    torch.manual_seed(0)
+    tok = small_tokenizer().eval()
+    vel = torch.randn(2, 1, 15, 100, 2) * 0.02
+    labels = torch.randint(0, 225, (2, 1, 15, 100))
+    mask = torch.rand(2, 1, 15, 100) > 0.5
+    other = torch.where(mask, labels, torch.randint(0, 225, labels.shape))  # differs only where masked out
+    with torch.no_grad():
+        assert tok(vel, labels, mask).item() == pytest.approx(tok(vel, other, mask).item(), rel=1e-6)
+        assert tok(vel, labels).item() != pytest.approx(tok(vel, other).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("point_queries, step_head", [("coordinates", True), ("learned", False)])
+def test_tokenizer_variants_overfit_and_decode_both_ways(real_tracks, point_queries, step_head):
+    tracks, labels = real_tracks
+    torch.manual_seed(0)
+    tok = MotionTokenizer(TokenizerConfig(views=["front"], num_points=100, hidden=64, layers=2, heads=4,
+                                          decoder_layers=1, dropout=0.0, point_queries=point_queries,
+                                          step_head=step_head, train_points=50, moving_point_bias=4.0))
+    vel = torch.from_numpy(velocities(tracks))[:, None]
+    lab = torch.from_numpy(labels.astype(np.int64))[:, None]
+    first, last = fit(tok, lambda: tok(vel, lab), steps=250, lr=3e-3)
+    assert last < 0.3 * first
+    tok.eval()
+    with torch.no_grad():
+        _, codes = tok(vel)
+    for mode in ("expected", "argmax"):
+        decoded = tok.codes_to_tracks(codes.numpy(), mode)  # (B, V, T, N, 2)
+        assert decoded.shape == (4, 1, 16, 100, 2)
+        assert delta_auc(decoded[:, 0, 1:], tracks[:, 1:]) > 0.8, mode
+    single = tok.codes_to_tracks(codes[0].numpy())
+    np.testing.assert_allclose(single, tok.codes_to_tracks(codes.numpy())[0], atol=1e-6)
+    with pytest.raises(ValueError, match="mode"):
+        tok.codes_to_tracks(codes.numpy(), "mean")
+
+
+def test_random_shift_moves_each_image_by_whole_pixels_within_the_pad():
+    from amplify_core.vision import random_shift
+
+    x = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).view(2, 3, 16, 16)
+    y = random_shift(x, 2, generator=torch.Generator().manual_seed(0))
+    assert y.shape == x.shape
+    for i in range(2):  # the interior of every shifted image is the original moved by some (dy, dx) in [-2, 2]
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if torch.equal(y[i, :, 4:12, 4:12], x[i, :, 4 + dy:12 + dy, 4 + dx:12 + dx])]
+        assert len(found) == 1
+    shifts = {tuple(random_shift(x, 2, generator=torch.Generator().manual_seed(s))[0, 0, 8, 8:10].tolist())
+              for s in range(10)}
+    assert len(shifts) > 2  # a different offset per draw
+
+
+def test_vision_stages_set_the_token_grid_and_shift_only_in_training():
+    from amplify_core.vision import MultiViewEncoder
+
+    torch.manual_seed(0)
+    cfg = VisionConfig(image_size=96, width=8, stages=3, random_shift=3)
+    assert cfg.stride == 16 and cfg.tokens_per_view == 36
+    enc = MultiViewEncoder(cfg, 2, 32)
+    images = torch.randint(0, 256, (1, 2, 3, 96, 96), dtype=torch.uint8)
+    assert enc(images).shape == (1, 72, 32)
+    enc.eval()
+    torch.testing.assert_close(enc(images), enc(images))  # no augmentation at inference
+    enc.train()
+    assert not torch.allclose(enc(images), enc(images))
+    with pytest.raises(Exception, match="stages"):
+        VisionConfig(stages=5)

@@ -44,7 +44,7 @@ def train_tokenizer(config: ModelsConfig, stores, run_dir, steps=None, device=No
     model = MotionTokenizer(config.tokenizer)
     meta = {"views": views, "stores": [str(s) for s in stores]}
     return train("tokenizer", model, TrackWindows(episodes),
-                 lambda m, b: m(b["velocities"], b["labels"]),
+                 lambda m, b: m(b["velocities"], b["labels"], b["mask"]),
                  _train_cfg(config.train_tokenizer, steps), run_dir, meta, device, stop_after=stop_after,
                  progress=progress)
 
@@ -103,7 +103,7 @@ def train_regressor(config: ModelsConfig, stores, run_dir, steps=None, device=No
             "embodiments": sorted({e.embodiment for e in episodes}), "tasks": sorted(texts)}
     log.info("regressor: %d episodes, %d samples", len(episodes), sum(e.num_frames for e in episodes))
     return train("regressor", model, TrackSamples(episodes, texts),
-                 lambda m, b: TrackRegressor.loss(m(b["images"], b["text"]), b["tracks"]),
+                 lambda m, b: TrackRegressor.loss(m(b["images"], b["text"]), b["tracks"], b["visible"]),
                  _train_cfg(config.train_forward, steps), run_dir, meta, device, progress=progress)
 
 
@@ -150,7 +150,8 @@ def train_inverse(config: ModelsConfig, stores, run_dir, tokenizer_path=None, fo
     model = InverseDynamics(inv_cfg, len(views), codebook, code_length)
     meta = {"views": views, "image_shape": _image_shape(episodes), "proprio_norm": proprio_norm.to_dict(),
             "action_norm": action_norm.to_dict(), "tokenizer": str(tokenizer_path), "use_codes": use_codes,
-            "forward": str(forward_path) if forward_path else None}
+            "forward": str(forward_path) if forward_path else None,
+            "codes_from": "tokenizer" if use_codes else None}
     if texts:
         meta.update(text_encoder=text_encoder, t5_path=t5_path, tasks=sorted(texts))
     log.info("%s: %d robot episodes, %d samples, codes=%s", name, len(episodes),
@@ -166,6 +167,6 @@ def train_inverse(config: ModelsConfig, stores, run_dir, tokenizer_path=None, fo
         finetune_cfg = dataclasses.replace(config.train_inverse, steps=finetune_steps, warmup_steps=0,
                                            lr=config.train_inverse.lr * 0.3)
         model.load_state_dict(load_model(result.checkpoint, "inverse")[0].state_dict())
-        result = train(f"{name}_finetuned", model, dataset, loss, finetune_cfg, run_dir, meta, device,
-                       progress=progress)
+        result = train(f"{name}_finetuned", model, dataset, loss, finetune_cfg, run_dir,
+                       {**meta, "codes_from": "forward"}, device, progress=progress)
     return result
