@@ -1,15 +1,37 @@
-"""amplify-main --quick: every stage runs, the report has every section with this run's numbers, and a second
-run reuses the finished stages."""
+"""amplify-main --quick: every stage runs, the report has every section with this run's numbers, results.json holds
+them, AMPLIFY's inverse model is fine-tuned on the forward model's codes, and a second run reuses the finished
+stages."""
 
 import json
 
-from training.main_job import REPORT_SECTIONS, JobSettings, main
+import pytest
+
+from training.main_job import QUICK_RUN_DIR, REPORT_SECTIONS, JobSettings, main
 from training.main_job_report import cell, pooled
 
 
-def test_quick_main_job_writes_a_complete_report_and_resumes(tmp_path):
-    run = tmp_path / "run"
-    assert main(["--quick", "--run-dir", str(run)]) == 0
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """The quick job, run once for the module from a scratch working directory (its default run folder)."""
+    import os
+
+    cwd = tmp_path_factory.mktemp("cwd")
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        assert main(["--quick"]) == 0
+    finally:
+        os.chdir(old)
+    return cwd / QUICK_RUN_DIR
+
+
+def test_quick_writes_its_own_run_folder_never_the_main_jobs(quick_run):
+    assert quick_run.name == "main_job_quick" and (quick_run / "report.md").is_file()
+    assert not (quick_run.parent / "main_job").exists()  # the README's main job can still start afresh
+
+
+def test_quick_main_job_writes_a_complete_report(quick_run):
+    run = quick_run
     report = (run / "report.md").read_text()
     positions = [report.index(section) for section in REPORT_SECTIONS]
     assert positions == sorted(positions)  # every section, in order
@@ -24,24 +46,70 @@ def test_quick_main_job_writes_a_complete_report_and_resumes(tmp_path):
     k = settings.few_shot[0]
     few = pooled(json.loads((run / "eval" / f"AMPLIFY_{k}.json").read_text()), settings.train_tasks)
     assert f"| {k} | {cell(few)} |" in report
-    assert list((run / "eval" / "gifs_AMPLIFY_2").glob("*.gif"))
+    assert list((run / "eval" / f"gifs_AMPLIFY_{k}").glob("*.gif"))
     for picture in ("few_shot.png", "zero_shot.png", "cross_embodiment.png", "tracks_figure.png",
                     "training_curves.png"):
         assert (run / picture).stat().st_size > 1000, picture
     scores = json.loads((run / "stages" / "tracks_eval.json").read_text())["scores"]
     assert f"{scores['forward']['all']['mse']:.5f}" in report and f"{scores['regression']['all']['mse']:.5f}" in report
-    for stage in ("data", "tracks", "tokenizer", "forward", "forward_robot", "regressor", "amplify_1", "bc_2",
-                  "bctext_2", "evaluate", "tracks_eval"):
+    for stage in ("data", "tracks", "tracks_health", "tokenizer", "forward", "forward_robot", "regressor",
+                  "amplify_1", "bc_3", "bctext_3", "models_health", "evaluate", "tracks_eval"):
         assert f"| {stage} |" in report
-    first = {p.name: p.stat().st_mtime_ns for p in (run / "stages").glob("*.json") if p.stem != "report"}
-    assert main(["--quick", "--run-dir", str(run)]) == 0  # resumed: nothing recomputed
-    assert {p.name: p.stat().st_mtime_ns for p in (run / "stages").glob("*.json") if p.stem != "report"} == first
+
+
+def test_the_health_of_every_stage_is_in_the_report_and_in_results_json(quick_run):
+    report = (quick_run / "report.md").read_text()
+    results = json.loads((quick_run / "results.json").read_text())
+    health = results["health"]
+    for store in ("robot", "robot_videos", "human"):
+        labels = health["labels"][store]
+        assert f"| {store} | {labels['trusted_labels']} | {labels['centre_fraction']:.3f} |" in report
+    moving = health["tracker"]["robot"]["views"]["moving"]
+    assert f"{moving['delta_auc']:.3f}" in report and 0 < moving["coverage"] <= 1
+    tok = health["tokenizer"]
+    assert f"{tok['expected']['moving']['delta_auc']:.3f}" in report
+    assert f"{tok['no_motion']['moving']['delta_auc']:.3f}" in report
+    assert tok["codes"]["distinct"] >= 1 and "true" in tok["moving_ce"] and "shuffled" in tok["moving_ce"]
+    assert set(health["forward"]) >= {f"{t} (robot)" for t in JobSettings.quick().every_task}
+    for name in JobSettings.quick().inverse_models():
+        errors = health["inverse"][name]["first_action"]
+        assert set(errors) == {"x", "y", "z", "rx", "ry", "rz", "gripper"}
+        assert f"| {name} | {errors['x']:.4f} | {errors['y']:.4f} |" in report
+    for key in ("stages", "evaluations", "zero_shot", "cross_embodiment", "track_prediction", "settings"):
+        assert key in results, key
+    assert results["evaluations"]["AMPLIFY_3"]["pooled_training_tasks"]["episodes"] == 4
+
+
+def test_amplify_inverse_models_are_fine_tuned_on_the_forward_models_codes(quick_run):
+    """The issue: the main job passed forward=None, so AMPLIFY's inverse model saw other codes at test time (the
+    forward model's) than in training (the tokenizer's)."""
+    from amplify_core.checkpoint import load_model
+
+    models = quick_run / "models"
+    for k in JobSettings.quick().demo_counts:
+        _, meta = load_model(models / f"amplify_{k}.pt", "inverse")
+        assert meta["codes_from"] == "forward"
+        assert meta["forward"] == str(models / "forward.pt")
+        _, bc_meta = load_model(models / f"bc_{k}.pt", "inverse")
+        assert bc_meta["codes_from"] is None and not bc_meta["use_codes"]
+    assert (models / "checkpoints" / "amplify_1_finetuned_last.pt").is_file()  # the fine-tuning ran
+
+
+def test_a_second_run_reuses_every_finished_stage(quick_run):
+    import os
+
+    first = {p.name: p.stat().st_mtime_ns for p in (quick_run / "stages").glob("*.json") if p.stem != "report"}
+    old = os.getcwd()
+    os.chdir(quick_run.parent.parent)
+    try:
+        assert main(["--quick"]) == 0  # resumed: nothing recomputed
+    finally:
+        os.chdir(old)
+    assert {p.name: p.stat().st_mtime_ns for p in (quick_run / "stages").glob("*.json") if p.stem != "report"} == first
 
 
 def test_other_settings_on_an_existing_run_dir_are_refused(tmp_path):
-    import pytest
-
-    from training.main_job import Job, JobSettings
+    from training.main_job import Job
 
     Job(tmp_path, JobSettings.quick(), None, [])
     with pytest.raises(SystemExit, match="other settings"):

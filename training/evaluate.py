@@ -293,12 +293,12 @@ def _resolve_tasks(args) -> list[str]:
 
 def write_report(path: Path, summary: dict, benchmark: str, spec: dict, seconds: float, steps: int) -> Path:
     """Markdown in the main job's format (k/n = rate [95 % interval] per task and for all) and a bar chart."""
-    from training.main_job_report import _bars, cell
+    from training.main_job_report import bars, cell
 
     path.parent.mkdir(parents=True, exist_ok=True)
     figure = path.with_suffix(".png")
     tasks = {t: s for t, s in summary.items() if t != "all"}
-    _bars({t: {spec["controller"]: s} for t, s in tasks.items()}, figure, f"{benchmark}: success per task")
+    bars({t: {spec["controller"]: s} for t, s in tasks.items()}, figure, f"{benchmark}: success per task")
     lines = [f"# Evaluation: {benchmark}", "",
              (f"Controller `{spec['controller']}`, an untrained `{spec['random_policy']}` policy; "
               if spec.get("random_policy") else
