@@ -118,6 +118,18 @@ def moving_points(tracks: np.ndarray, visible: np.ndarray | None = None, image_s
     return dist.max(axis=-2) > threshold_px
 
 
+def label_parts(tracks: np.ndarray, visible: np.ndarray, labels: np.ndarray,
+                image_size: int = LABEL_IMAGE_SIZE) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """What :func:`label_statistics` is computed from, in a form that pools over episodes: the number of trusted
+    labels, how many of them are the centre class, and the step lengths (label pixels) and labels of the moving
+    points' trusted steps."""
+    trusted = label_mask(visible)
+    moving = np.broadcast_to(moving_points(tracks, visible, image_size)[..., None, :], trusted.shape) & trusted
+    steps = np.linalg.norm(np.diff(np.asarray(tracks, np.float64), axis=-3), axis=-1) * (image_size / 2.0)
+    labels = np.asarray(labels)
+    return int(trusted.sum()), int((labels[trusted] == NUM_CLASSES // 2).sum()), steps[moving], labels[moving]
+
+
 def label_statistics(tracks: np.ndarray, visible: np.ndarray, labels: np.ndarray,
                      image_size: int = LABEL_IMAGE_SIZE) -> dict:
     """How much of the motion the local-window labels can see, over trusted steps (:func:`label_mask`).
@@ -127,19 +139,16 @@ def label_statistics(tracks: np.ndarray, visible: np.ndarray, labels: np.ndarray
     (:func:`moving_points`), and for those: the median step length in label pixels and the fraction of their
     labels that are not the centre class. Counts are returned too, so several calls can be pooled.
     """
-    trusted = label_mask(visible)
-    moving = np.broadcast_to(moving_points(tracks, visible, image_size)[..., None, :], trusted.shape) & trusted
-    steps = np.linalg.norm(np.diff(np.asarray(tracks, np.float64), axis=-3), axis=-1) * (image_size / 2.0)
+    n_trusted, n_centre, steps, moving_labels = label_parts(tracks, visible, labels, image_size)
     centre = NUM_CLASSES // 2
-    labels = np.asarray(labels)
-    n_trusted, n_moving = int(trusted.sum()), int(moving.sum())
+    n_moving = len(moving_labels)
     return {
         "trusted_labels": n_trusted,
-        "centre_fraction": float(np.mean(labels[trusted] == centre)) if n_trusted else float("nan"),
+        "centre_fraction": n_centre / n_trusted if n_trusted else float("nan"),
         "moving_labels": n_moving,
         "moving_fraction": n_moving / n_trusted if n_trusted else float("nan"),
-        "moving_median_step_px": float(np.median(steps[moving])) if n_moving else float("nan"),
-        "moving_not_centre_fraction": float(np.mean(labels[moving] != centre)) if n_moving else float("nan"),
+        "moving_median_step_px": float(np.median(steps)) if n_moving else float("nan"),
+        "moving_not_centre_fraction": float(np.mean(moving_labels != centre)) if n_moving else float("nan"),
     }
 
 

@@ -57,24 +57,22 @@ def track_stores(stores, tracker: str, workers: int) -> dict:
 
 
 def label_report(stores, views=("front", "side", "corner")) -> dict:
-    """``amplify_core.tracks.label_statistics`` pooled over every episode of ``stores``."""
+    """The figures of ``amplify_core.tracks.label_statistics``, pooled over every episode of ``stores``."""
     from amplify_core.datasets import load_episodes
-    from amplify_core.tracks import MOVING_THRESHOLD_PX, label_mask, moving_points
+    from amplify_core.tracks import MOVING_THRESHOLD_PX, NUM_CLASSES, label_parts
 
     centre, trusted, moving_steps, moving_labels = 0, 0, [], []
     for ep in load_episodes(stores, list(views), images=False, tracks=True):
-        mask = label_mask(ep.visible)
-        moving = np.broadcast_to(moving_points(ep.tracks, ep.visible)[..., None, :], mask.shape) & mask
-        steps = np.linalg.norm(np.diff(ep.tracks.astype(np.float64), axis=-3), axis=-1) * 64.0
-        centre += int((ep.labels[mask] == 112).sum())
-        trusted += int(mask.sum())
-        moving_steps.append(steps[moving])
-        moving_labels.append(ep.labels[moving])
+        n_trusted, n_centre, steps, labels = label_parts(ep.tracks, ep.visible, ep.labels)
+        trusted += n_trusted
+        centre += n_centre
+        moving_steps.append(steps)
+        moving_labels.append(labels)
     steps, labels = np.concatenate(moving_steps), np.concatenate(moving_labels)
     return {"trusted_labels": trusted, "centre_fraction": centre / max(1, trusted),
             "moving_fraction": len(labels) / max(1, trusted),
             "moving_median_step_px": float(np.median(steps)) if len(steps) else float("nan"),
-            "moving_not_centre_fraction": float(np.mean(labels != 112)) if len(labels) else float("nan"),
+            "moving_not_centre_fraction": float(np.mean(labels != NUM_CLASSES // 2)) if len(labels) else float("nan"),
             "moving_threshold_px": MOVING_THRESHOLD_PX}
 
 
