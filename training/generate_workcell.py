@@ -5,9 +5,11 @@ Example::
     amplify-workcell-generate data/workcell --episodes-per-task 20 --workers 2
     amplify-workcell-generate data/workcell --tasks "open the drawer" --embodiment human --episodes-per-task 5
     amplify-workcell-generate data/workcell --image-size 224 --seed-base 1000
+    amplify-workcell-generate data/play --play --episodes-per-task 100   # play data: actions, no task text
 
 Writes ``<OUT>/<embodiment>_<task slug>_<i:04d>.h5`` per episode (views front/side/corner at 20 fps;
-robot episodes carry 7-d actions and state, human episodes none) plus a ``/sim`` group used for
+robot episodes carry 7-d actions and state, human episodes none; ``--play``: ``<embodiment>_play_<i:04d>.h5``,
+random reaches, pushes, grasps and drops and drawer moves with an empty task text) plus a ``/sim`` group used for
 ground-truth tracks. Episode i of a task uses seed ``seed_base + i``, so file names and contents are
 deterministic. Existing files are skipped: re-run the same command to resume. Episodes whose expert
 fails are not written and are counted in the summary (exit code 1 if any failed).
@@ -46,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     p.add_argument("--video-only", action="store_true",
                    help="robot episodes without state and actions: action-free robot videos (for the forward model)")
+    p.add_argument("--play", action="store_true",
+                   help="play data instead of task demos (amplify_core/workcell/play.py): --episodes-per-task "
+                        "episodes of undirected interaction, recorded with actions and no task text")
     p.add_argument("--retries", type=int, default=0,
                    help="when the expert fails on an episode's seed, try up to this many other seeds for it "
                         "(seed + 100003 k; the seed used is kept in the file's /sim group). Default 0: report it")
@@ -61,7 +66,8 @@ def slug(text: str) -> str:
 
 
 def episode_name(embodiment: str, task: str, index: int) -> str:
-    return f"{embodiment}_{slug(task)}_{index:04d}.h5"
+    """File name of episode ``index`` of ``task`` (the empty text of play: ``play``)."""
+    return f"{embodiment}_{slug(task) or 'play'}_{index:04d}.h5"
 
 
 def _generate_one(job: tuple) -> tuple[str, str]:
@@ -97,7 +103,9 @@ def main(argv=None) -> int:
         raise SystemExit("--workers must be >= 1")
     if args.retries < 0:
         raise SystemExit(f"--retries must be >= 0, got {args.retries}")
-    tasks = args.tasks or list(TASKS)
+    if args.play and args.tasks:
+        raise SystemExit("--play records play (no task text); it cannot be combined with --tasks")
+    tasks = [""] if args.play else (args.tasks or list(TASKS))
     for task in tasks:
         try:
             get_task(task)

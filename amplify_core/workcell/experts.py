@@ -27,6 +27,7 @@ class Waypoint:
     gripper: float
     speed: float = FAST
     hold: int = 0
+    yaw: float | None = None  # tool yaw at this waypoint (None: the expert's one yaw; play turns it per waypoint)
 
 
 def down_rotvec(yaw: float) -> np.ndarray:
@@ -37,6 +38,20 @@ def down_rotvec(yaw: float) -> np.ndarray:
     """
     yaw = (yaw + np.pi) % (2 * np.pi) - np.pi
     return np.pi * np.array([np.cos(yaw / 2), np.sin(yaw / 2), 0.0])
+
+
+def push_yaw(direction: np.ndarray, embodiment: str) -> float:
+    """The yaw that presents a flat face along the push ``direction``: the gripper's closed fingers side by side
+    (tool x along it), the hand's finger pairs one behind the other (tool y along it). The parallel gripper looks
+    the same turned by a half turn, so its yaw is taken in [-pi/2, pi/2], the one nearer the start pose's 0."""
+    if embodiment == "robot":
+        yaw = float(np.arctan2(direction[1], direction[0]))
+        if yaw > np.pi / 2:
+            yaw -= np.pi
+        elif yaw <= -np.pi / 2 - 1e-9:
+            yaw += np.pi
+        return yaw
+    return float(np.arctan2(direction[0], -direction[1]))
 
 
 class ScriptedExpert:
@@ -122,12 +137,7 @@ class ScriptedExpert:
 
     def _push_plan(self, env, obj: np.ndarray, top: float) -> list[Waypoint]:
         d = np.array([*self.task.direction, 0.0])
-        # present a flat face along the push: the gripper's closed fingers side by side (tool x along d),
-        # the hand's finger pairs one behind the other (tool y along d)
-        if env.embodiment == "robot":
-            self.yaw = float(np.arctan2(d[1], d[0]))
-        else:
-            self.yaw = float(np.arctan2(d[0], -d[1]))
+        self.yaw = push_yaw(d, env.embodiment)
         z = top + 0.026  # fingertips 6 mm above the table: push low so the block slides, not tips
         start = np.array([obj[0], obj[1], z]) - d * (BLOCK_HALF + 0.045)
         end = np.array([obj[0], obj[1], z]) + d * 0.13

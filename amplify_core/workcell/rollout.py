@@ -2,7 +2,8 @@
 
 ``run_expert`` is what the dataset generator, the tests and the ground-truth tracker share. After the
 predicate first holds the rollout continues for ``tail_steps`` more steps (the expert keeps retreating),
-so videos do not stop on the frame of success. Per-frame simulator states (qpos, mocap poses) and body
+so videos do not stop on the frame of success. A play episode (``tasks.PLAY``, ``play.py``) has no predicate:
+it ends when its primitives are done and counts as a success if that happens within the step limit. Per-frame simulator states (qpos, mocap poses) and body
 poses are kept so the episode can be re-rendered and ground-truth tracks computed later.
 """
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from .env import WorkcellEnv
 from .experts import ScriptedExpert
+from .play import PlayExpert
 
 
 @dataclass
@@ -38,7 +40,9 @@ def run_expert(env: WorkcellEnv, seed: int, tail_steps: int = 10, record: bool =
     Frame t is the observation before action t; the final observation is kept with a copy of the last
     action, so every array has one row per frame.
     """
-    expert = ScriptedExpert(env.task)
+    play = env.task.kind == "play"
+    # play draws its primitives from its own stream of the seed (the layout uses the seed itself)
+    expert = PlayExpert(np.random.default_rng([seed, 1])) if play else ScriptedExpert(env.task)
     obs = env.reset(seed)
     frames, states, actions, sims, poses = [], [], [], [], []
     success_at = None
@@ -61,12 +65,14 @@ def run_expert(env: WorkcellEnv, seed: int, tail_steps: int = 10, record: bool =
         keep(obs)
         if terminated and success_at is None:
             success_at = env.steps
+        if play and expert.done:
+            break
         if truncated or (success_at is not None and env.steps - success_at >= tail_steps):
             break
         if success_at is not None and env.steps >= env.max_steps:
             break
-    success = env.success() or success_at is not None
-    out = Rollout(success=bool(success and env.success()), steps=env.steps, clamp_count=info["clamp_count"])
+    success = expert.done if play else bool(env.success())
+    out = Rollout(success=success, steps=env.steps, clamp_count=info["clamp_count"])
     if record:
         actions.append(actions[-1] if actions else np.zeros(7, np.float32))
         if frames:

@@ -23,7 +23,7 @@ DRAWER_ZONE_X, DRAWER_ZONE_Y = -0.5, 0.07  # the drawer and its handle occupy x 
 
 @dataclass(frozen=True)
 class Task:
-    """kind: 'place_in' | 'place_on' | 'stack' | 'lift' | 'push' | 'drawer'."""
+    """kind: 'place_in' | 'place_on' | 'stack' | 'lift' | 'push' | 'drawer' | 'play' (no goal: ``PLAY``)."""
 
     text: str
     kind: str
@@ -46,10 +46,15 @@ TASK_LIST = (
     Task("close the drawer", "drawer", open_drawer=False, drawer_range=(0.11, 0.15)),
 )
 TASKS = {t.text: t for t in TASK_LIST}
+# Play (``play.py``): undirected interaction without an instruction, so its text is empty; the drawer starts
+# anywhere between shut and open, so play moves it both ways. Never successful: it has no goal.
+PLAY = Task("", "play", drawer_range=(0.0, 0.15))
 
 
 def get_task(text: str) -> Task:
-    """The task named ``text``; ValueError listing the known tasks otherwise."""
+    """The task named ``text`` (``""``: ``PLAY``); ValueError listing the known tasks otherwise."""
+    if text == PLAY.text:
+        return PLAY
     if text not in TASKS:
         known = "\n  ".join(TASKS)
         raise ValueError(f"unknown task {text!r}; known tasks:\n  {known}")
@@ -123,6 +128,8 @@ def choose_nominal_seed(task: Task, jitter: float, candidates: int = 300, draws:
 def is_success(task: Task, env) -> bool:
     """Whether ``task`` is achieved in the current state of ``env`` (a WorkcellEnv)."""
     top = env.table_top
+    if task.kind == "play":
+        return False
     if task.kind == "drawer":
         opening = env.drawer_opening()
         return opening >= DRAWER_OPEN if task.open_drawer else opening <= DRAWER_CLOSED
