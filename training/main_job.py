@@ -1,28 +1,32 @@
 """amplify-main: AMPLIFY against its BC baselines, end to end on the embedded workcell, with a report.
 
 Stages, each reused when the command is run again (resumable; markers in RUN_DIR/stages/):
-  data          scripted robot demos of the training tasks; action-free robot videos of the zero-shot tasks;
-                action-free "human" videos of every task; held-out demos and videos of every task (scores)
+  data          scripted robot demos of the training tasks; action-free robot videos of every task (many more than
+                the demos); play data (actions, no task text); action-free "human" videos of every task; held-out
+                demos and videos of every task (scores)
   tracks        keypoint tracks of every episode (Lucas-Kanade, or the simulator's ground truth); the few-shot
                 demo subsets
   tracks_health label statistics of every store; Lucas-Kanade against the simulator's ground truth
-  tokenizer     motion tokenizer on the tracks of every video (robot and human)
+  tokenizer     motion tokenizer on the tracks of every video (robot, play and human)
   forward       forward dynamics on every video with its task text
   forward_robot the same on the robot videos only (the cross-embodiment ablation)
   regressor     direct track regression on every video (the paper's MSE baseline for track prediction)
-  amplify_K / bc_K / bctext_K   inverse dynamics on K demos per training task: with codes (AMPLIFY: trained on
-                the tokenizer's codes, then fine-tuned on the codes the frozen forward model predicts, as at test
-                time), without (BC, the paper's "inverse only"), and without codes but with the task text (BC+text)
+  amplify_K / bc_K / bctext_K   inverse dynamics on K demos per training task and the play data: with codes
+                (AMPLIFY: trained on the tokenizer's codes, then fine-tuned on the codes the frozen forward model
+                predicts, as at test time), without (BC, the paper's "inverse only"), and without codes but with
+                the task text (BC+text)
+  bcnoplay_K    BC on the K demos alone (what play data does for BC)
   models_health tokenizer reconstruction and code use, forward code agreement per task, every inverse model's
                 open-loop error per action dimension on held-out demos
   evaluate      closed-loop success on held-out seeds, the same seeds for every policy
   tracks_eval   track prediction on held-out videos: forward decoded by the tokenizer vs regression
   report        RUN_DIR/report.md with tables, plots and GIFs; RUN_DIR/results.json with every figure
 
-Experiments: (1) all demos and (2) few-shot: AMPLIFY, BC and BC+text with K demos per training task, while the
-forward model sees every video; (3) zero-shot: tasks with action-free robot videos only, whose actions no inverse
-model sees; (4) cross-embodiment: the few-shot AMPLIFY inverse model with the forward model trained with and
-without the human videos. ``--quick`` shrinks every number so the whole job runs in a few minutes (a check that
+Experiments (the paper's Table 1): (1) all demos and (2) few-shot: AMPLIFY, BC and BC+text with K demos per
+training task (and the play data), while the forward model sees every video; (3) zero-shot: tasks with action-free
+robot videos only, whose actions no inverse model sees (play holds no demo of them either: it has no goal);
+(4) cross-embodiment: the few-shot AMPLIFY inverse model with the forward model trained with and without the human
+videos. ``--quick`` shrinks every number so the whole job runs in a few minutes (a check that
 every stage and report section works, not a measurement); it writes to its own run folder.
 
 Example::
@@ -56,20 +60,20 @@ class JobSettings:
     train_tasks: list[str] = field(default_factory=lambda: [
         "open the drawer", "put the red block in the bowl", "push the blue block to the left",
         "put the green block on the plate"])
-    zero_shot_tasks: list[str] = field(default_factory=lambda: [
-        "close the drawer", "push the yellow block away from the robot"])
-    demos_per_task: int = 40  # robot demos with actions per training task ("all demos")
+    zero_shot_tasks: list[str] = field(default_factory=lambda: ["close the drawer", "pick up the blue block"])
+    demos_per_task: int = 10  # robot demos with actions per training task ("all demos")
     few_shot: list[int] = field(default_factory=lambda: [2])  # demos per task of the few-shot settings
-    robot_videos_per_task: int = 40  # action-free robot videos of every zero-shot task
-    human_videos_per_task: int = 20  # action-free human videos of every task
+    robot_videos_per_task: int = 40  # robot videos of every task: the demos' and action-free ones up to this many
+    play_episodes: int = 80  # play (play.py): robot interaction with actions and no task text
+    human_videos_per_task: int = 12  # action-free human videos of every task
     held_out_per_task: int = 3  # robot demos and human videos of every task, never trained on (scores)
     config: str = "workcell"
     tracker: str = "lucas_kanade"  # or ground_truth: the simulator's tracks (tells tracker from model errors)
-    tokenizer_steps: int | None = None  # None: the config's
-    forward_steps: int | None = None
+    tokenizer_steps: int | None = 1200  # None: the config's
+    forward_steps: int | None = 700
     regressor_steps: int | None = None  # None: the forward model's
-    inverse_steps: int | None = None  # with all demos; a few-shot model gets its share, at least min_inverse_share
-    min_inverse_share: float = 0.4
+    inverse_steps: int | None = 500  # with all demos; a few-shot model gets its share, at least min_inverse_share
+    min_inverse_share: float = 0.8
     finetune_share: float = 0.3  # AMPLIFY's fine-tuning on predicted codes, as a share of its inverse steps
     eval_episodes: int = 20
     eval_max_steps: int | None = 100  # about twice the longest expert demo (50 steps)
@@ -81,8 +85,8 @@ class JobSettings:
     @classmethod
     def quick(cls) -> "JobSettings":
         return cls(train_tasks=["open the drawer", "push the blue block to the left"],
-                   zero_shot_tasks=["close the drawer"], demos_per_task=3, few_shot=[1], robot_videos_per_task=2,
-                   human_videos_per_task=1, held_out_per_task=1, tokenizer_steps=4, forward_steps=4,
+                   zero_shot_tasks=["close the drawer"], demos_per_task=3, few_shot=[1], robot_videos_per_task=4,
+                   play_episodes=2, human_videos_per_task=1, held_out_per_task=1, tokenizer_steps=4, forward_steps=4,
                    inverse_steps=4, eval_episodes=2, eval_max_steps=10, eval_batch=2, health_episodes=2)
 
     @property
@@ -94,7 +98,8 @@ class JobSettings:
         return [*self.train_tasks, *self.zero_shot_tasks]
 
     def inverse_models(self) -> list[str]:
-        return [f"{kind}_{k}" for k in self.demo_counts for kind in ("amplify", "bc", "bctext")]
+        return [f"{kind}_{k}" for k in self.demo_counts for kind in ("amplify", "bc", "bctext")] + [
+            f"bcnoplay_{k}" for k in self.few_shot]
 
     def inverse_steps_for(self, k: int, full: int) -> int:
         """Optimizer steps of an inverse model on k demos per task: in proportion to its data (about the same
@@ -109,6 +114,9 @@ class JobSettings:
             out[f"AMPLIFY_{k}"] = {"inverse": f"amplify_{k}", "forward": "forward", "tasks": tasks, "demos": k}
             out[f"BC_{k}"] = {"inverse": f"bc_{k}", "forward": None, "tasks": tasks, "demos": k}
             out[f"BCtext_{k}"] = {"inverse": f"bctext_{k}", "forward": None, "tasks": tasks, "demos": k}
+            if k in self.few_shot:
+                out[f"BCnoplay_{k}"] = {"inverse": f"bcnoplay_{k}", "forward": None, "tasks": self.train_tasks,
+                                        "demos": k}
         k = self.few_shot[0] if self.few_shot else self.demos_per_task
         out[f"AMPLIFY_{k}_robot_videos_only"] = {"inverse": f"amplify_{k}", "forward": "forward_robot",
                                                  "tasks": self.train_tasks, "demos": k}
@@ -141,13 +149,19 @@ class Job:
         settings_path.write_text(json.dumps(asdict(settings), indent=2))
         d = run_dir / "data"
         self.robot, self.robot_videos, self.human, self.held_out = d / "robot", d / "robot_videos", d / "human", d / "held_out"
+        self.play = d / "play"
         self.models = run_dir / "models"
         self.t0 = time.perf_counter()
 
     @property
     def video_stores(self) -> list[Path]:
-        """Every store the tokenizer and the forward model learn from (the demos are videos too)."""
+        """Every store with a task text: what the forward model learns from (the demos are videos too)."""
         return [self.robot, self.robot_videos, self.human]
+
+    @property
+    def track_stores(self) -> list[Path]:
+        """Every store the tokenizer learns from: the videos and the play data (motion needs no task text)."""
+        return [*self.video_stores, self.play]
 
     def stage(self, name: str, fn, position: str = "") -> dict:
         marker = self.stages_dir / f"{name}.json"
@@ -163,12 +177,13 @@ class Job:
         return info
 
     # -- stages ---------------------------------------------------------------------------------------
-    def _generate(self, out: Path, tasks: list[str], n: int, embodiment: str, seed_base: int,
+    def _generate(self, out: Path, tasks: list[str] | None, n: int, embodiment: str, seed_base: int,
                   video_only: bool = False) -> None:
         from training.generate_workcell import main as generate
 
-        args = [str(out), "--tasks", *tasks, "--episodes-per-task", str(n), "--embodiment", embodiment,
-                "--seed-base", str(seed_base), "--workers", str(self.s.workers), "--retries", "3"]
+        args = [str(out), *(["--tasks", *tasks] if tasks else ["--play"]), "--episodes-per-task", str(n),
+                "--embodiment", embodiment, "--seed-base", str(seed_base), "--workers", str(self.s.workers),
+                "--retries", "3"]
         if generate(args + (["--video-only"] if video_only else [])) != 0:
             raise RuntimeError(f"{embodiment} episode generation into {out} failed (see the log above)")
 
@@ -177,16 +192,20 @@ class Job:
 
         s = self.s
         self._generate(self.robot, s.train_tasks, s.demos_per_task, "robot", 0)
+        if s.robot_videos_per_task > s.demos_per_task:  # the training tasks' videos beyond their demos
+            self._generate(self.robot_videos, s.train_tasks, s.robot_videos_per_task - s.demos_per_task, "robot",
+                           20_000, video_only=True)
         self._generate(self.robot_videos, s.zero_shot_tasks, s.robot_videos_per_task, "robot", 20_000, video_only=True)
+        self._generate(self.play, None, s.play_episodes, "robot", 30_000)
         self._generate(self.human, s.every_task, s.human_videos_per_task, "human", 50_000)
         self._generate(self.held_out, s.every_task, s.held_out_per_task, "robot", 70_000)
         self._generate(self.held_out, s.every_task, s.held_out_per_task, "human", 70_000)
-        return {store.name: len(list_episodes(store)) for store in (*self.video_stores, self.held_out)}
+        return {store.name: len(list_episodes(store)) for store in (*self.track_stores, self.held_out)}
 
     def tracks(self) -> dict:
         from training.main_job_health import track_stores
 
-        stores = [*self.video_stores, self.held_out]
+        stores = [*self.track_stores, self.held_out]
         failed = track_stores(stores, self.s.tracker, self.s.workers)
         if failed:
             raise RuntimeError(f"tracks failed for {len(failed)} episode(s): {failed[:3]}")
@@ -202,7 +221,7 @@ class Job:
     def tracks_health(self) -> dict:
         from training.main_job_health import label_report, tracker_accuracy
 
-        out = {"labels": {store.name: label_report([store]) for store in self.video_stores}}
+        out = {"labels": {store.name: label_report([store]) for store in self.track_stores}}
         if self.s.tracker == "lucas_kanade":
             out["tracker_vs_ground_truth"] = tracker_accuracy(self.held_out, self.s.health_episodes)
         return out
@@ -216,7 +235,7 @@ class Job:
 
         config, s, m = load_config(self.s.config), self.s, self.models
         if what == "tokenizer":
-            r = train_tokenizer(config, self.video_stores, m, s.tokenizer_steps, self.device)
+            r = train_tokenizer(config, self.track_stores, m, s.tokenizer_steps, self.device)
         elif what in ("forward", "forward_robot"):
             stores = self.video_stores if what == "forward" else [self.robot, self.robot_videos]
             r = train_forward(config, stores, m, m / "tokenizer.pt", s.forward_steps, self.device, name=what)
@@ -226,7 +245,8 @@ class Job:
             kind, k = what.split("_")
             codes = kind == "amplify"
             steps = s.inverse_steps_for(int(k), s.inverse_steps or config.train_inverse.steps)
-            r = train_inverse(config, [self.demos(int(k))], m, m / "tokenizer.pt" if codes else None,
+            stores = [self.demos(int(k))] + ([] if kind == "bcnoplay" else [self.play])
+            r = train_inverse(config, stores, m, m / "tokenizer.pt" if codes else None,
                               m / "forward.pt" if codes else None, steps,
                               finetune_steps=max(1, round(steps * s.finetune_share)) if codes else 0,
                               use_codes=codes, device=self.device, name=what, task_text=kind == "bctext")

@@ -206,6 +206,40 @@ def _health_lines(stages: dict, s) -> tuple[list[str], dict]:
     return lines, health
 
 
+def _commit() -> str:
+    """The checkout's commit (``+dirty`` when tracked files differ from it; ``unknown`` outside git)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def claims(job, out: dict, table: dict, zero_pooled: dict) -> dict:
+    """The figures the paper's claims are checked on, as [successes, episodes] and Delta_AUC on moving points."""
+    import datetime
+
+    s = job.s
+    kn = lambda p: [p["successes"], p["episodes"]]  # noqa: E731
+    sc = out["track_prediction"]
+    c = {"commit": _commit(), "date": datetime.date.today().isoformat(),
+         "stage_minutes": out["stages"]["total_minutes"],
+         "bctext_all_demos": kn(table["BCtext"][s.demos_per_task])}
+    for k in s.few_shot:
+        c[f"few_shot_{k}"] = {"amplify": kn(table["AMPLIFY"][k]), "bc": kn(table["BC"][k]),
+                              "bctext": kn(table["BCtext"][k])}
+    c["zero_shot"] = {"amplify": kn(zero_pooled["AMPLIFY"]), "bc": kn(zero_pooled["BC"]),
+                      "bctext": kn(zero_pooled["BCtext"])}
+    moving = lambda name: sc[name]["moving"]["delta_auc"] if sc[name]["moving"] else None  # noqa: E731
+    c.update(tokenizer_moving=moving("tokenizer"), no_motion_moving=moving("static"), forward_moving=moving("forward"),
+             regression_moving=moving("regression"))
+    return c
+
+
 def write_report(job, sections: list[str]) -> Path:
     run, s = job.run, job.s
     markers = sorted((p for p in job.stages_dir.glob("*.json") if p.stem != "report"), key=lambda p: p.stat().st_mtime)
@@ -225,14 +259,16 @@ def write_report(job, sections: list[str]) -> Path:
               f"- zero-shot tasks (action-free robot videos only: no inverse model ever sees their actions): "
               f"{', '.join(zs)}",
               f"- episodes: {data['robot']} robot demos ({all_k} per training task), {data['robot_videos']} action-free "
-              f"robot videos ({s.robot_videos_per_task} per zero-shot task), {data['human']} human videos "
-              f"({s.human_videos_per_task} per task), {data['held_out']} held-out demos and videos (health checks, "
-              f"track prediction)",
+              f"robot videos (every task has {s.robot_videos_per_task} robot videos, its demos included), "
+              f"{data['play']} play episodes (actions, no task text: random reaches, pushes, grasps and drops, drawer "
+              f"both ways), {data['human']} human videos ({s.human_videos_per_task} per task), {data['held_out']} "
+              f"held-out demos and videos (health checks, track prediction)",
               f"- tracks: {s.tracker.replace('_', '-')}; models: `{s.config}` config "
               f"(`config/models/{s.config}.yaml`). AMPLIFY = tokenizer + forward (every video) + inverse with codes, "
               f"trained on the tokenizer's codes then fine-tuned on the forward model's. BC = the paper's \"inverse "
               f"only\" baseline: the same inverse network without codes (and without the task text: it must tell the "
-              f"task from the scene). BC+text = BC with the task-text token. Same demos and seeds for all three",
+              f"task from the scene). BC+text = BC with the task-text token. Same demos, play data and seeds for all "
+              f"three; BC without play = BC on the demos alone",
               f"- evaluation: {s.eval_episodes} episodes per task and policy, seeds {s.eval_seed_start}.."
               f"{s.eval_seed_start + s.eval_episodes - 1}, step limit {s.eval_max_steps or 'of the workcell config'}",
               "", sections[1], "", "| stage | seconds |", "|---|---|"]
@@ -262,11 +298,14 @@ def write_report(job, sections: list[str]) -> Path:
               + " |" for task in tasks]
     series = {"AMPLIFY": table["AMPLIFY"], "BC": table["BC"], "BC+text": table["BCtext"]}
     _demos_plot(series, run / "few_shot.png")
-    lines += ["", sections[4], "", "Training tasks pooled; the forward model saw every video in every row.", "",
-              "| demos per task | AMPLIFY | BC | AMPLIFY / BC | BC+text | AMPLIFY / BC+text |", "|---|---|---|---|---|---|"]
+    lines += ["", sections[4], "", "Training tasks pooled; the forward model saw every video in every row; every "
+              "inverse model but 'BC without play' also learnt from the play data.", "",
+              "| demos per task | AMPLIFY | BC | AMPLIFY / BC | BC+text | AMPLIFY / BC+text | BC without play |",
+              "|---|---|---|---|---|---|---|"]
     for k in s.demo_counts:
         a, b, t = table["AMPLIFY"][k], table["BC"][k], table["BCtext"][k]
-        lines.append(f"| {k} | {cell(a)} | {cell(b)} | {ratio(a, b)} | {cell(t)} | {ratio(a, t)} |")
+        noplay = cell(pooled(results[f"BCnoplay_{k}"], tasks)) if f"BCnoplay_{k}" in results else "-"
+        lines.append(f"| {k} | {cell(a)} | {cell(b)} | {ratio(a, b)} | {cell(t)} | {ratio(a, t)} | {noplay} |")
     lines += ["", "![success against demos](few_shot.png)", ""]
     for k in s.few_shot:
         a, b, t = table["AMPLIFY"][k], table["BC"][k], table["BCtext"][k]
@@ -283,7 +322,7 @@ def write_report(job, sections: list[str]) -> Path:
     bars(zero, run / "zero_shot.png", f"zero-shot tasks (inverse models trained on {all_k} demos of the others)")
     names = list(next(iter(zero.values())))
     zero_pooled = {p: pooled(results[f"{p}_{all_k}"], zs) for p in ("AMPLIFY", "BC", "BCtext")}
-    lines += [sections[5], "", f"The inverse models of the all-demos row ({all_k} demos of each training task); the "
+    lines += [sections[5], "", f"The inverse models of the all-demos row ({all_k} demos of each training task and the play data); the "
               "forward model saw action-free robot videos of these tasks.", "",
               "| zero-shot task | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines += [f"| {task} | " + " | ".join(cell(z[n]) for n in names) + " |" for task, z in zero.items()]
@@ -321,6 +360,9 @@ def write_report(job, sections: list[str]) -> Path:
     lines += ["", f"Reference | AMPLIFY forward | regression, front view of {te['figure_episode']}, frame 8:", "",
               "![tracks](tracks_figure.png)", ""]
     out["track_prediction"] = sc
+    out["claims"] = claims(job, out, table, zero_pooled)
+    lines += ["**Claims** (`results.json` key `claims`, the figures docs/main_job.md checks):", "", "```json",
+              json.dumps(out["claims"], indent=2), "```", ""]
 
     lines += [sections[8], ""]
     for name in results:

@@ -2,9 +2,9 @@
 
 Stage 1, tokenizer: tracks of every episode (robot and human) -> MotionTokenizer.
 Stage 2, forward: images + task text of every episode, codes from the frozen tokenizer -> ForwardDynamics.
-Stage 3, inverse: robot episodes with actions, codes from the tokenizer (or, with ``finetune_steps``,
-then from the frozen forward model, as the paper's fine-tuning) -> InverseDynamics; ``use_codes=False``
-trains the inverse-only BC baseline on the same data.
+Stage 3, inverse: robot episodes with actions (demos, and play without task text), codes from the tokenizer (or,
+with ``finetune_steps``, then from the frozen forward model for the episodes with a task text, as the paper's
+fine-tuning) -> InverseDynamics; ``use_codes=False`` trains the inverse-only BC baseline on the same data.
 """
 
 from __future__ import annotations
@@ -162,8 +162,13 @@ def train_inverse(config: ModelsConfig, stores, run_dir, tokenizer_path=None, fo
     result = train(name, model, dataset, loss, _train_cfg(config.train_inverse, steps), run_dir, meta, device,
                    stop_after=stop_after, progress=progress)
     if use_codes and forward_path and finetune_steps and result.checkpoint is not None:
-        # paper Sec. 3.4: fine-tune on the codes the (frozen) forward model predicts
-        dataset.codes = predicted_codes(forward_path, episodes, run_dir, device)
+        # paper Sec. 3.4: fine-tune on the codes the (frozen) forward model predicts. Play (no task text) has no
+        # instruction to predict from, and at test time the forward model always has one: it keeps its own codes
+        with_text = [i for i, e in enumerate(episodes) if e.task]
+        predicted = predicted_codes(forward_path, [episodes[i] for i in with_text], run_dir, device)
+        dataset.codes = list(codes)
+        for i, c in zip(with_text, predicted):
+            dataset.codes[i] = c
         finetune_cfg = dataclasses.replace(config.train_inverse, steps=finetune_steps, warmup_steps=0,
                                            lr=config.train_inverse.lr * 0.3)
         model.load_state_dict(load_model(result.checkpoint, "inverse")[0].state_dict())
