@@ -71,19 +71,24 @@ class ScriptedExpert:
             self.plan = self._make_plan(env)
             self._cmd = self._home - np.array([0.0, 0.0, GRASP_OFFSET])  # grasp centre now
         wp = self.plan[min(self._index, len(self.plan) - 1)]
+        self._advance(wp)
+        tool = self._cmd + np.array([0.0, 0.0, GRASP_OFFSET])  # pointing down: tool0 is above the grasp centre
+        return np.concatenate([tool, down_rotvec(self.yaw), [wp.gripper]])
+
+    def _advance(self, wp: Waypoint, ready: bool = True) -> None:
+        """Move the commanded grasp centre towards ``wp`` at its speed; once there (and ``ready``), hold it for
+        ``wp.hold`` steps, then go on to the next waypoint."""
         delta = wp.grasp - self._cmd
         dist = float(np.linalg.norm(delta))
         if dist > wp.speed:
             self._cmd = self._cmd + delta * (wp.speed / dist)
-        else:
+        elif ready:
             self._cmd = wp.grasp.copy()
             if self._held >= wp.hold:
                 self._index += 1
                 self._held = 0
             else:
                 self._held += 1
-        tool = self._cmd + np.array([0.0, 0.0, GRASP_OFFSET])  # pointing down: tool0 is above the grasp centre
-        return np.concatenate([tool, down_rotvec(self.yaw), [wp.gripper]])
 
     @property
     def done(self) -> bool:

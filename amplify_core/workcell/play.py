@@ -51,17 +51,7 @@ class PlayExpert(ScriptedExpert):
         wp = self.plan[min(self._index, len(self.plan) - 1)]
         target_yaw = self.yaw if wp.yaw is None else wp.yaw
         self._yaw_cmd += float(np.clip(target_yaw - self._yaw_cmd, -YAW_RATE, YAW_RATE))
-        delta = wp.grasp - self._cmd
-        dist = float(np.linalg.norm(delta))
-        if dist > wp.speed:
-            self._cmd = self._cmd + delta * (wp.speed / dist)
-        elif abs(target_yaw - self._yaw_cmd) < 1e-9:  # a waypoint counts as reached once the yaw is there too
-            self._cmd = wp.grasp.copy()
-            if self._held >= wp.hold:
-                self._index += 1
-                self._held = 0
-            else:
-                self._held += 1
+        self._advance(wp, ready=abs(target_yaw - self._yaw_cmd) < 1e-9)  # reached once the yaw is there too
         tool = self._cmd + np.array([0.0, 0.0, GRASP_OFFSET])
         return np.concatenate([tool, down_rotvec(self._yaw_cmd), [wp.gripper]])
 
