@@ -53,7 +53,7 @@ def test_quick_main_job_writes_a_complete_report(quick_run):
     scores = json.loads((run / "stages" / "tracks_eval.json").read_text())["scores"]
     assert f"{scores['forward']['all']['mse']:.5f}" in report and f"{scores['regression']['all']['mse']:.5f}" in report
     for stage in ("data", "tracks", "tracks_health", "tokenizer", "forward", "forward_robot", "regressor",
-                  "amplify_1", "bc_3", "bctext_3", "models_health", "evaluate", "tracks_eval"):
+                  "amplify_1", "bc_3", "bctext_3", "bcnoplay_1", "models_health", "evaluate", "tracks_eval"):
         assert f"| {stage} |" in report
 
 
@@ -61,7 +61,7 @@ def test_the_health_of_every_stage_is_in_the_report_and_in_results_json(quick_ru
     report = (quick_run / "report.md").read_text()
     results = json.loads((quick_run / "results.json").read_text())
     health = results["health"]
-    for store in ("robot", "robot_videos", "human"):
+    for store in ("robot", "robot_videos", "human", "play"):
         labels = health["labels"][store]
         assert f"| {store} | {labels['trusted_labels']} | {labels['centre_fraction']:.3f} |" in report
     moving = health["tracker"]["robot"]["views"]["moving"]
@@ -96,6 +96,37 @@ def test_amplify_inverse_models_are_fine_tuned_on_the_forward_models_codes(quick
         _, bc_meta = load_model(models / f"bc_{k}.pt", "inverse")
         assert bc_meta["codes_from"] is None and not bc_meta["use_codes"]
     assert (models / "checkpoints" / "amplify_1_finetuned_last.pt").is_file()  # the fine-tuning ran
+
+
+def test_every_inverse_model_learns_from_the_play_data_but_bc_without_play(quick_run):
+    from amplify_core.checkpoint import load_model
+    from amplify_core.episodes import EpisodeReader, list_episodes
+
+    play = list_episodes(quick_run / "data" / "play")
+    assert len(play) == JobSettings.quick().play_episodes
+    with EpisodeReader(play[0]) as ep:
+        assert ep.task == "" and ep.actions() is not None
+    for name in JobSettings.quick().inverse_models():
+        stores = [p.rstrip("/").rsplit("/", 1)[-1] for p in load_model(quick_run / "models" / f"{name}.pt",
+                                                                        "inverse")[1]["stores"]]
+        assert ("play" in stores) == (not name.startswith("bcnoplay")), (name, stores)
+
+
+def test_results_json_holds_the_claims_with_exactly_the_issues_keys(quick_run):
+    import subprocess
+
+    results = json.loads((quick_run / "results.json").read_text())
+    claims = results["claims"]
+    k = JobSettings.quick().few_shot[0]
+    assert set(claims) == {"commit", "date", "stage_minutes", "bctext_all_demos", f"few_shot_{k}", "zero_shot",
+                           "tokenizer_moving", "no_motion_moving", "forward_moving", "regression_moving"}
+    assert claims["stage_minutes"] == results["stages"]["total_minutes"]
+    few = results["evaluations"][f"AMPLIFY_{k}"]["pooled_training_tasks"]
+    assert claims[f"few_shot_{k}"]["amplify"] == [few["successes"], few["episodes"]]
+    assert claims["zero_shot"]["bc"] == [results["zero_shot"]["BC"]["successes"], results["zero_shot"]["BC"]["episodes"]]
+    assert claims["forward_moving"] == results["track_prediction"]["forward"]["moving"]["delta_auc"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert claims["commit"].split("+")[0] == head
 
 
 def test_a_second_run_reuses_every_finished_stage(quick_run):

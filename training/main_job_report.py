@@ -207,13 +207,15 @@ def _health_lines(stages: dict, s) -> tuple[list[str], dict]:
 
 
 def _commit() -> str:
-    """The checkout's commit (``+dirty`` when tracked files differ from it; ``unknown`` outside git)."""
+    """The commit of the code that ran (``+dirty`` when its tracked files differ from it; ``unknown`` outside git)."""
     import subprocess
 
+    here = Path(__file__).resolve().parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=here).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout.strip()
+                               text=True, check=True, cwd=here).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")

@@ -151,7 +151,7 @@ def train_inverse(config: ModelsConfig, stores, run_dir, tokenizer_path=None, fo
     meta = {"views": views, "image_shape": _image_shape(episodes), "proprio_norm": proprio_norm.to_dict(),
             "action_norm": action_norm.to_dict(), "tokenizer": str(tokenizer_path), "use_codes": use_codes,
             "forward": str(forward_path) if forward_path else None,
-            "codes_from": "tokenizer" if use_codes else None}
+            "codes_from": "tokenizer" if use_codes else None, "stores": [str(p) for p in stores]}
     if texts:
         meta.update(text_encoder=text_encoder, t5_path=t5_path, tasks=sorted(texts))
     log.info("%s: %d robot episodes, %d samples, codes=%s", name, len(episodes),
