@@ -13,9 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from .package_files import package_folder
 from .tracks import GRID_SIZE, HORIZON, NUM_CLASSES
-
-PRESET_DIR = Path(__file__).resolve().parents[1] / "config" / "models"
 
 
 class ConfigError(ValueError):
@@ -292,9 +291,10 @@ def load_config(name_or_path: str | Path) -> ModelsConfig:
     """A preset by name (``tiny``, ``paper``) or a YAML file path."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = PRESET_DIR / f"{name_or_path}.yaml"
+        presets_dir = package_folder("config") / "models"  # the checkout's, or the install's share folder
+        path = presets_dir / f"{name_or_path}.yaml"
         if not path.is_file():
-            presets = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+            presets = sorted(p.stem for p in presets_dir.glob("*.yaml"))
             raise ConfigError(f"unknown config preset {name_or_path!r}; presets: {presets} (or give a .yaml path)")
     if not path.is_file():
         raise ConfigError(f"{path}: config file does not exist")

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from .package_files import package_folder
+
 # The official ROS 2 driver's joint names, in chain order.
 JOINT_NAMES = (
     "shoulder_pan_joint",
@@ -28,17 +30,8 @@ JOINT_NAMES = (
 
 
 def description_dir() -> Path:
-    """Folder holding the URDF files: the source tree's ``urdf/``, or ``share/amplify_ros/urdf`` when
-    installed by colcon (found through ament_index when available)."""
-    here = Path(__file__).resolve().parents[1] / "urdf"
-    if here.is_dir():
-        return here
-    try:  # installed with colcon: data files live in the package's share directory
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("amplify_ros")) / "urdf"
-    except Exception as exc:  # pragma: no cover - depends on the installation
-        raise FileNotFoundError("cannot find the urdf/ folder of amplify_ros") from exc
+    """Folder holding the URDF files: the source tree's ``urdf/``, or ``share/amplify_ros/urdf`` when installed."""
+    return package_folder("urdf")
 
 
 def origin_matrix(xyz, rpy) -> np.ndarray:

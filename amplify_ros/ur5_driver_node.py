@@ -117,7 +117,11 @@ class UR5DriverNode(Node):
         # The node spins on a single-threaded executor: rclpy's multi-threaded one added ~4 ms median and ~10 ms
         # p99 to every command (measured, docs/ur5_driver.md). A reconnect blocks for seconds, so the services
         # live on a companion node with its own executor thread and never hold up commands, timers or status.
-        self.service_node = rclpy.create_node(f"{self.get_name()}_services", context=self.context)
+        # The process's command line (launch's ``-r __node:=<name>``) must not rename it too, or the graph holds
+        # two nodes of the driver's name; it has no parameters of its own, so no parameter services either.
+        self.service_node = rclpy.create_node(f"{self.get_name()}_services", namespace=self.get_namespace(),
+                                              context=self.context, use_global_arguments=False,
+                                              start_parameter_services=False)
         self.service_node.create_service(SetBool, "/ur5/enable", self.on_enable)
         self.service_node.create_service(Trigger, "/ur5/reconnect", self.on_reconnect)
         self._service_executor = SingleThreadedExecutor(context=self.context)

@@ -40,3 +40,13 @@ def store(tmp_path):
     for i in range(3):
         write_episode(tmp_path / f"ep_{i:03d}.h5", make_episode(num_frames=18, seed=i))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def colcon_install(tmp_path_factory):
+    """This package built by ``colcon build`` into a scratch workspace, as on the robot: its install prefix
+    (``install/amplify_ros``). Skips where the real launch frontend is not installed (tests/ros_launch.py)."""
+    from ros_launch import colcon_build, require_launch_frontend
+
+    require_launch_frontend()
+    return colcon_build(tmp_path_factory.mktemp("colcon_ws"))

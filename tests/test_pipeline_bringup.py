@@ -1,6 +1,6 @@
-"""The model pipeline with real processes: launch/amplify_fake.launch.xml read by amplify_ros.launch_xml and
-exactly its processes started (fake UR controller, fake cameras, forward node, inverse node, UR5 driver with
-the real ur-rtde client), plus this test's probe node. Tiny models with random weights; task embeddings from
+"""The model pipeline with real processes: launch/amplify_fake.launch.xml brought up by the real ROS 2 launch
+frontend from a colcon install (tests/ros_launch.py: fake UR controller, fake cameras, forward node, inverse node,
+UR5 driver with the real ur-rtde client), plus this test's probe node. Tiny models with random weights; task embeddings from
 a pre-filled cache (no text encoder is loaded)."""
 
 import json
@@ -24,7 +24,7 @@ from std_srvs.srv import SetBool  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from amplify_ros.fake_ur.client import fake_stats  # noqa: E402
-from amplify_ros.launch_xml import command_line, console_scripts, read_launch  # noqa: E402
+from ros_launch import node_names, start_launch, stop_launch  # noqa: E402
 
 
 TASK_CODES = {TASKS[0]: 100, TASKS[1]: 200}  # the forward model is fitted to these (fit_task_codes)
@@ -43,17 +43,6 @@ def checkpoints(tmp_path_factory):
     return tiny_checkpoints(tmp_path_factory.mktemp("tiny"), task_codes=TASK_CODES)
 
 
-def start_launch(launch_file, arguments, log_dir):
-    procs = read_launch(ROOT / "launch" / launch_file, arguments)
-    entry_points = console_scripts(ROOT / "setup.py")
-    started = {}
-    for p in procs:
-        name = p.name or p.executable
-        started[name] = start_process(command_line(p, Path(sys.executable).parent, entry_points, sys.executable),
-                                      log_dir / f"{name}.log", ros_env(p.env))
-    return procs, started
-
-
 def tail(path, n=2500):
     return path.read_text()[-n:] if path.exists() else ""
 
@@ -66,17 +55,20 @@ def codes_after(probe, t0):
     return [tuple(m.points[0].positions) for t, _, m in probe.get("/amplify/codes") if t >= t0]
 
 
-def test_cameras_to_moving_arm_task_change_and_camera_stop(checkpoints, tmp_path):
+def test_cameras_to_moving_arm_task_change_and_camera_stop(checkpoints, colcon_install, tmp_path):
     t_start = time.monotonic()
     with fake_ur_ports_lock():
         wait_for_free_ports()
-        procs, started = start_launch("amplify_fake.launch.xml", {
+        log = tmp_path / "launch.log"
+        launched = start_launch(colcon_install, "amplify_fake.launch.xml", {
             "forward_checkpoint": str(checkpoints["forward"]), "inverse_checkpoint": str(checkpoints["inverse"]),
             "text_cache": str(checkpoints["text_cache"]), "task": TASKS[0],
-            "camera_frames": "1"}, tmp_path)  # a still scene: codes change only when the task does
-        assert sorted(started) == ["fake_cameras", "fake_ur", "forward_dynamics", "inverse_dynamics", "ur5_driver"]
+            "camera_frames": "1"}, log)  # a still scene: codes change only when the task does
         probe = Probe()
         try:
+            nodes = {"/fake_cameras", "/forward_dynamics", "/inverse_dynamics", "/ur5_driver", "/ur5_driver_services"}
+            probe.wait_for(lambda: nodes <= set(node_names(probe.node)), 90, f"the launch file's nodes {sorted(nodes)}")
+            assert "fake UR controller on 127.0.0.1" in log.read_text()  # the controller (not a ROS node) runs too
             for topic, kind in [("/joint_states", JointState), ("/amplify/codes", JointTrajectory),
                                 ("/ur5/command", JointTrajectory), ("/policy/action_chunk", JointTrajectory),
                                 ("/amplify/status", String)]:
@@ -167,16 +159,17 @@ def test_cameras_to_moving_arm_task_change_and_camera_stop(checkpoints, tmp_path
             assert np.max(np.abs(stats["qd"])) == 0.0
             statuses = probe.statuses("inverse_dynamics")
             assert "/cameras/side/image_raw" in (statuses[-1]["idle_reason"] or "")
-            for name, proc in started.items():
-                assert proc.poll() is None, f"{name} exited:\n{tail(tmp_path / f'{name}.log')}"
+            names = [n for n in node_names(probe.node) if n != "/pipeline_probe"]
+            assert sorted(names) == sorted(nodes), names  # every node once: the driver's name is not held twice
+            assert launched.poll() is None and "process has died" not in log.read_text(), tail(log, 5000)
         except BaseException:
-            for name in started:
-                print(f"==== {name}\n{tail(tmp_path / f'{name}.log')}")
+            print(tail(log, 8000))
             raise
         finally:
             probe.close()
-            for name in ("ur5_driver", "inverse_dynamics", "forward_dynamics", "fake_cameras", "fake_ur"):
-                stop_process(started[name])
+            rc = stop_launch(launched)
+    text = log.read_text()
+    assert rc == 0 and text.count("process has finished cleanly") == 5, text[-4000:]
     print(f"bring-up test {time.monotonic() - t_start:.1f} s")
 
 
