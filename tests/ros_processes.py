@@ -60,5 +60,6 @@ class Probe:
 
     def close(self):
         self.executor.shutdown()
+        self.thread.join(timeout=5)  # the spin thread out of its wait set before the context goes
         self.node.destroy_node()
         self.rclpy.shutdown(context=self.context)
