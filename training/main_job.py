@@ -63,24 +63,24 @@ class JobSettings:
     zero_shot_tasks: list[str] = field(default_factory=lambda: ["close the drawer", "pick up the blue block"])
     demos_per_task: int = 10  # robot demos with actions per training task ("all demos")
     few_shot: list[int] = field(default_factory=lambda: [2])  # demos per task of the few-shot settings
-    robot_videos_per_task: int = 40  # robot videos of every task: the demos' and action-free ones up to this many
-    play_episodes: int = 80  # play (play.py): robot interaction with actions and no task text
-    human_videos_per_task: int = 12  # action-free human videos of every task
+    robot_videos_per_task: int = 20  # robot videos of every task: the demos' and action-free ones up to this many
+    play_episodes: int = 40  # play (play.py): robot interaction with actions and no task text
+    human_videos_per_task: int = 6  # action-free human videos of every task
     held_out_per_task: int = 3  # robot demos and human videos of every task, never trained on (scores)
     config: str = "workcell"
     tracker: str = "lucas_kanade"  # or ground_truth: the simulator's tracks (tells tracker from model errors)
     tokenizer_steps: int | None = 1200  # None: the config's
-    forward_steps: int | None = 700
+    forward_steps: int | None = 500
     regressor_steps: int | None = None  # None: the forward model's
-    inverse_steps: int | None = 500  # with all demos; a few-shot model gets its share, at least min_inverse_share
+    inverse_steps: int | None = 400  # with all demos; a few-shot model gets its share, at least min_inverse_share
     min_inverse_share: float = 0.8
     finetune_share: float = 0.3  # AMPLIFY's fine-tuning on predicted codes, as a share of its inverse steps
-    eval_episodes: int = 20
+    eval_episodes: int = 15
     eval_max_steps: int | None = 100  # about twice the longest expert demo (50 steps)
     eval_seed_start: int = 100_000
     eval_batch: int = 10
     workers: int = 2
-    health_episodes: int = 12  # held-out episodes LK is scored on against the simulator (tracks_health)
+    health_episodes: int = 6  # held-out episodes LK is scored on against the simulator (tracks_health)
 
     @classmethod
     def quick(cls) -> "JobSettings":
