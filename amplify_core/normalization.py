@@ -9,11 +9,18 @@ dimension (std below ``min_std``) is only centred (scale 1), the convention of D
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-import torch
 
 
 MIN_STD = 1e-2  # below this spread (robot units: m, rad, gripper 0..1) a dimension is centred, not scaled
+
+
+def _torch_tensor(x):
+    """torch, when ``x`` is a torch tensor, else None (without importing torch: the ONNX runtime path has none)."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and isinstance(x, torch.Tensor) else None
 
 
 class Normalizer:
@@ -43,13 +50,13 @@ class Normalizer:
 
     def normalize(self, x):
         self._check(x)
-        if isinstance(x, torch.Tensor):
+        if (torch := _torch_tensor(x)) is not None:
             return (x - torch.as_tensor(self.mean, device=x.device)) / torch.as_tensor(self.std, device=x.device)
         return ((np.asarray(x, np.float32) - self.mean) / self.std).astype(np.float32)
 
     def unnormalize(self, x):
         self._check(x)
-        if isinstance(x, torch.Tensor):
+        if (torch := _torch_tensor(x)) is not None:
             return x * torch.as_tensor(self.std, device=x.device) + torch.as_tensor(self.mean, device=x.device)
         return (np.asarray(x, np.float32) * self.std + self.mean).astype(np.float32)
 

@@ -19,24 +19,26 @@ MODEL_PARAMETERS = {
 
 
 def set_threads(n: int) -> None:
-    import torch
-
     os.environ["OMP_NUM_THREADS"] = str(n)  # for libraries that read it later (onnxruntime default pools)
-    torch.set_num_threads(n)
 
 
 class LoadedModel:
-    """One stage of a trained policy, from an ONNX export (preferred when set) or a PyTorch checkpoint."""
+    """One stage of a trained policy, from an ONNX export (preferred when set) or a PyTorch checkpoint. Only the
+    checkpoint imports torch: the ONNX path runs on a computer without it."""
 
     def __init__(self, kind: str, checkpoint: str, onnx_dir: str, device: str, threads: int):
         self.onnx, self.model, self.device = None, None, device
         if onnx_dir:
-            from amplify_core.export import OnnxPolicy
+            from amplify_core.onnx_policy import OnnxPolicy
 
             self.onnx = OnnxPolicy(onnx_dir, threads=threads, parts=(kind,))  # only this node's graphs
             self.meta, self.source = self.onnx.meta, onnx_dir
         elif checkpoint:
+            import torch
+
             from amplify_core.checkpoint import load_model
+
+            torch.set_num_threads(threads)
 
             self.model, self.meta = load_model(checkpoint, kind, device)
             self.source = checkpoint

@@ -6,7 +6,8 @@ import torch
 
 from amplify_core.checkpoint import save_checkpoint
 from amplify_core.configs import ForwardConfig, InverseConfig, VisionConfig
-from amplify_core.export import OnnxPolicy, export_policy, providers
+from amplify_core.export import export_policy
+from amplify_core.onnx_policy import OnnxPolicy, providers
 from amplify_core.forward_dynamics import ForwardDynamics
 from amplify_core.inverse_dynamics import InverseDynamics
 from amplify_core.normalization import Normalizer

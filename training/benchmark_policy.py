@@ -136,7 +136,7 @@ def torch_variants(model_dir: Path, threads: int) -> dict:
 
 
 def onnx_variants(model_dir: Path, threads: int) -> dict:
-    from amplify_core.export import OnnxPolicy
+    from amplify_core.onnx_policy import OnnxPolicy
 
     runner = OnnxPolicy(model_dir / "onnx", threads=threads)
     images, text, proprio = observation(model_dir)

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from amplify_core.checkpoint import load_model
-from amplify_core.export import OnnxPolicy, export_policy
+from amplify_core.export import export_policy
+from amplify_core.onnx_policy import OnnxPolicy
 
 
 def main(argv=None) -> int:
