@@ -5,18 +5,16 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from amplify_ros.camera_sync import ApproximateTimeSync, stamp_to_ns
 from amplify_ros.image_conversion import ImageConversionError, image_for_model
 from amplify_ros.node_status import RateMeter
 from amplify_ros.parameters import float_param, int_param, per_camera, text_param
+from amplify_ros.qos_matching import MatchedSubscription
 
-RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
-DEFAULT_TOPICS = ["/cameras/front/image_raw", "/cameras/side/image_raw", "/cameras/corner/image_raw"]
+DEFAULT_TOPICS = ["cameras/front/image_raw", "cameras/side/image_raw", "cameras/corner/image_raw"]  # relative: a namespace applies
 
 
 # Parameters of the camera inputs, shared by the forward and the inverse node (both synchronise the cameras).
@@ -24,9 +22,9 @@ CAMERA_PARAMETERS = {
     "views": (["front", "side", "corner"], text_param(
         "camera view names in the order of camera_topics; must equal the checkpoint's views")),
     "camera_topics": (DEFAULT_TOPICS, text_param("sensor_msgs/Image topic of each view")),
-    "camera_reliability": (["reliable"], text_param(
-        "QoS reliability per camera (reliable | best_effort), one value for all or one per camera; a reliable "
-        "subscription does not match a best-effort publisher")),
+    "camera_reliability": (["auto"], text_param(
+        "QoS reliability per camera, one value for all or one per camera: auto (follow the publishers: reliable "
+        "while all are, else best effort; amplify_ros/qos_matching.py), reliable or best_effort (forced)")),
     "camera_depth": ([2], text_param("QoS keep-last depth per camera, one value for all or one per camera")),
     "sync_slop": (0.015, float_param("max stamp difference (s) between a set's frames and the reference "
                                      "(first) camera's frame", 0.0, 1.0)),
@@ -36,20 +34,14 @@ CAMERA_PARAMETERS = {
 }
 
 
-def camera_qos(reliability: str, depth: int, name: str = "camera_reliability") -> QoSProfile:
-    if reliability not in RELIABILITY:
-        raise ValueError(f"parameter {name}: {reliability!r} is not one of {sorted(RELIABILITY)}")
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth), reliability=RELIABILITY[reliability],
-                      durability=DurabilityPolicy.VOLATILE)
-
-
 class CameraInputs:
     """The camera subscriptions of a node and their synchroniser (thread-safe)."""
 
     def __init__(self, node: Node, p: dict, callback_group, on_new_set=None):
         """``on_new_set()`` is called after each newly synchronised set (outside the lock)."""
         self.on_new_set = on_new_set
-        views, topics = list(p["views"]), list(p["camera_topics"])
+        # fully qualified (a relative name is in the node's namespace): logs and status name the real topic
+        views, topics = list(p["views"]), [node.resolve_topic_name(t) for t in p["camera_topics"]]
         if len(views) != len(topics):
             raise ValueError(f"parameters views {views} and camera_topics {topics} must have the same length")
         self.node, self.views, self.topics = node, views, topics
@@ -60,12 +52,10 @@ class CameraInputs:
         self.synced_rate = RateMeter()
         reliability = per_camera(p["camera_reliability"], len(views), "camera_reliability")
         depth = per_camera(p["camera_depth"], len(views), "camera_depth")
-        for view, topic, rel, dep in zip(views, topics, reliability, depth):
-            events = SubscriptionEventCallbacks(incompatible_qos=lambda info, t=topic, r=rel: node.get_logger().error(
-                f"{t}: the publisher's QoS is incompatible with camera_reliability={r} (a reliable subscription "
-                f"cannot receive from a best-effort publisher); set camera_reliability to best_effort"))
-            node.create_subscription(Image, topic, lambda msg, v=view: self._on_image(v, msg), camera_qos(rel, dep),
-                                     callback_group=callback_group, event_callbacks=events)
+        self.subscriptions = [
+            MatchedSubscription(node, Image, topic, lambda msg, v=view: self._on_image(v, msg), dep, rel,
+                                callback_group=callback_group)
+            for view, topic, rel, dep in zip(views, topics, reliability, depth)]
 
     def _on_image(self, view: str, msg: Image) -> None:
         self.rates[view].tick()
@@ -111,4 +101,5 @@ class CameraInputs:
         with self.lock:
             counters = self.sync.counters.as_dict()
         return {"bad_frames": self.bad_frames, "camera_rate_hz": {v: round(r.rate(), 1) for v, r in self.rates.items()},
-                "synced_rate_hz": round(self.synced_rate.rate(), 1), "sync": counters}
+                "synced_rate_hz": round(self.synced_rate.rate(), 1), "sync": counters,
+                "camera_qos": {s.topic: s.reliability for s in self.subscriptions}}

@@ -6,7 +6,10 @@ ROS contract
                                 name in ``camera_names`` (topic from ``topic_format``). QoS: ``reliability``
                                 (default reliable: it serves reliable AND best-effort subscribers) and ``depth``.
                                 header.stamp = publish time minus U(0, 2 * jitter_ms) per camera and frame (a
-                                camera's exposure precedes its message), frame_id = <name>.
+                                camera's exposure precedes its message), frame_id = ``frame_format`` (the
+                                optical frame <name>_camera_optical_frame of urdf/workcell.urdf).
+    /cameras/<name>/camera_info sensor_msgs/CameraInfo with the same header, same QoS: an ideal pinhole of
+                                vertical field of view ``fovy_deg`` (the workcell cameras'), amplify_ros/camera_info.py.
   Services
     /cameras/<name>/enable      std_srvs/SetBool: false stops that camera, true restarts it.
   Parameters: PARAMETERS below; ``stopped_cameras`` can also be set at run time.
@@ -23,15 +26,20 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool
 
+from amplify_ros.camera_info import info_topic, pinhole_camera_info
 from amplify_ros.camera_sync import ns_to_stamp_fields
-from amplify_ros.camera_inputs import camera_qos
+from amplify_ros.qos_matching import camera_qos
 from amplify_ros.parameters import declare, float_param, int_param
 from amplify_ros.image_conversion import fill_image
 from amplify_ros.node_runner import run_node
 
 PARAMETERS = {
     "camera_names": (["front", "side", "corner"], ParameterDescriptor(description="one image stream per name")),
-    "topic_format": ("/cameras/{name}/image_raw", ParameterDescriptor(description="topic of each stream")),
+    "topic_format": ("cameras/{name}/image_raw", ParameterDescriptor(
+        description="image topic of each stream; its CameraInfo goes to camera_info beside it")),
+    "frame_format": ("{name}_camera_optical_frame", ParameterDescriptor(
+        description="header.frame_id of each stream (the optical frames of urdf/workcell.urdf)")),
+    "fovy_deg": (52.0, float_param("vertical field of view in CameraInfo (config/workcell.yaml's cameras)", 1.0, 179.0)),
     "width": (128, int_param("image width in pixels", 8, 4096)),
     "height": (128, int_param("image height in pixels", 8, 4096)),
     "rate": (30.0, float_param("frames per second of every camera", 0.5, 240.0)),
@@ -64,16 +72,17 @@ def render(width: int, height: int, index: int, num_frames: int, camera: int) ->
 class FakeCamerasNode(Node):
     def __init__(self):
         super().__init__("fake_cameras")
-        p = self.p = declare(self, PARAMETERS)
+        p = self.p = declare(self, PARAMETERS, runtime=("stopped_cameras",))
         self.rng = np.random.default_rng(p["seed"])
         qos = camera_qos(p["reliability"], p["depth"], "reliability")
         self.stopped = {n for n in p["stopped_cameras"] if n != "none"}
         self.streams = []
         for i, name in enumerate(p["camera_names"]):
             frames = []
+            frame_id = p["frame_format"].format(name=name)
             for k in range(p["num_frames"]):
                 msg = Image()
-                msg.header.frame_id = name
+                msg.header.frame_id = frame_id
                 image = render(p["width"], p["height"], k, p["num_frames"], i)
                 if p["encoding"] in ("rgb8", "bgr8", "mono8"):
                     fill_image(msg, image, p["encoding"])
@@ -81,9 +90,11 @@ class FakeCamerasNode(Node):
                     fill_image(msg, image, "rgb8")
                     msg.encoding = p["encoding"]
                 frames.append(msg)
-            pub = self.create_publisher(Image, p["topic_format"].format(name=name), qos)
-            self.streams.append((name, pub, frames))
-            self.create_service(SetBool, f"/cameras/{name}/enable",
+            topic = p["topic_format"].format(name=name)
+            pub = self.create_publisher(Image, topic, qos)
+            info = pinhole_camera_info(p["width"], p["height"], p["fovy_deg"], frame_id)
+            self.streams.append((name, pub, frames, self.create_publisher(type(info), info_topic(topic), qos), info))
+            self.create_service(SetBool, f"cameras/{name}/enable",
                                 lambda req, res, n=name: self.on_enable(n, req, res))
         self.add_on_set_parameters_callback(self.on_parameters)
         self.count = 0
@@ -107,13 +118,15 @@ class FakeCamerasNode(Node):
     def on_frame(self) -> None:
         now = self.get_clock().now().nanoseconds
         jitter_ns = self.p["jitter_ms"] * 1e6
-        for name, pub, frames in self.streams:
+        for name, pub, frames, info_pub, info in self.streams:
             if name in self.stopped or self.rng.random() < self.p["drop_probability"]:
                 continue
             msg = frames[self.count % len(frames)]  # serialised at publish: reusing the message is safe
             stamp = now - int(self.rng.uniform(0, 2 * jitter_ns))
             msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_stamp_fields(stamp)
+            info.header.stamp = msg.header.stamp
             pub.publish(msg)
+            info_pub.publish(info)
         self.count += 1
 
 

@@ -4,8 +4,9 @@ ROS contract
   Subscriptions
     /cameras/front/image_raw   sensor_msgs/Image (rgb8, bgr8 or mono8, any size: resized to the model's
     /cameras/side/image_raw    input with INTER_AREA). Topics: ``camera_topics``; QoS per stream:
-    /cameras/corner/image_raw  ``camera_reliability`` (reliable | best_effort) and ``camera_depth``
-                               (keep-last depth); default reliable, depth 2 (measured, docs/ros_pipeline.md).
+    /cameras/corner/image_raw  ``camera_reliability`` (auto: reliable while every publisher is, else best effort,
+                               re-checked each second and logged, amplify_ros/qos_matching.py; or reliable |
+                               best_effort) and ``camera_depth`` (keep-last depth); default auto, depth 2.
                                The streams are approximately synchronised by header.stamp (``sync_slop``).
     /task                      std_msgs/String (reliable, volatile, depth 10: matches any publisher): the
                                instruction; also the ``task`` parameter. A change takes effect at the next step
@@ -44,6 +45,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from amplify_ros.camera_inputs import CAMERA_PARAMETERS, CameraInputs
 from amplify_ros.camera_sync import ns_to_stamp_fields
+from amplify_ros.diagnostics import Diagnostics, model_node_level
 from amplify_ros.debug_image import DEBUG_PARAMETERS, TrackOverlay
 from amplify_ros.model_loading import MODEL_PARAMETERS, LoadedModel, load_or_explain, set_threads
 from amplify_ros.node_status import RateMeter, ReasonLog
@@ -56,8 +58,8 @@ PARAMETERS = {
     **DEBUG_PARAMETERS,
     "rate": (20.0, float_param("prediction rate in Hz (the control rate)", 0.5, 100.0)),
     "task": ("", text_param("task instruction; /task messages override it, a change applies at the next step")),
-    "task_topic": ("/task", text_param("std_msgs/String topic carrying the task instruction")),
-    "codes_topic": ("/amplify/codes", text_param("JointTrajectory topic of the predicted motion codes")),
+    "task_topic": ("task", text_param("std_msgs/String topic carrying the task instruction")),
+    "codes_topic": ("amplify/codes", text_param("JointTrajectory topic of the predicted motion codes")),
     "text_cache": ("", text_param("npz cache of task embeddings (amplify_core.text); empty = in memory only")),
     "unseen_tasks": ("refuse", text_param(
         "a task the checkpoint was not trained on (its recorded task list): refuse = publish nothing and say why "
@@ -94,7 +96,7 @@ class ForwardModel(LoadedModel):
 class ForwardDynamicsNode(Node):
     def __init__(self):
         super().__init__("forward_dynamics")
-        p = self.p = declare(self, PARAMETERS)
+        p = self.p = declare(self, PARAMETERS, runtime=("task",))
         if p["unseen_tasks"] not in UNSEEN_TASKS:
             raise ValueError(f"parameter unseen_tasks must be one of {UNSEEN_TASKS}, got {p['unseen_tasks']!r}")
         set_threads(p["num_threads"])
@@ -115,7 +117,8 @@ class ForwardDynamicsNode(Node):
         self.create_subscription(String, p["task_topic"], self.on_task, 10, callback_group=sensors)
         self.add_on_set_parameters_callback(self.on_parameters)
         self.codes_pub = self.create_publisher(JointTrajectory, p["codes_topic"], 10)
-        self.status_pub = self.create_publisher(String, "/amplify/status", 10)
+        self.status_pub = self.create_publisher(String, "amplify/status", 10)
+        self.diagnostics = Diagnostics(self)
         self.published, self.last_stamp = 0, None
         self.rate_meter = RateMeter()
         self.step_ms: deque[float] = deque(maxlen=200)
@@ -207,7 +210,7 @@ class ForwardDynamicsNode(Node):
         self.codes_pub.publish(msg)
         self.published += 1
         if self.debug is not None:
-            self.debug.offer(images, codes, obs.stamp)
+            self.debug.offer(images, codes, obs.stamp, obs.msgs[self.p["debug_view"]].header.frame_id)
         self.rate_meter.tick()
         self.reasons.ok()
 
@@ -219,6 +222,7 @@ class ForwardDynamicsNode(Node):
                   "idle_reason": self.reasons.reason, **self.cameras.status(),
                   "debug_images": self.debug.published if self.debug else 0, "debug_error": self.debug_error}
         self.status_pub.publish(String(data=json.dumps(status)))
+        self.diagnostics.publish(*model_node_level(status), {**status, "last_idle_reason": self.reasons.last})
 
 
 def main(args=None) -> None:

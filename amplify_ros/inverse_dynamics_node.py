@@ -50,6 +50,7 @@ from amplify_core.ensembling import TemporalEnsembler
 from amplify_core.ur5 import JOINT_NAMES
 from amplify_ros.camera_sync import ns_to_stamp_fields, stamp_to_ns
 from amplify_ros.camera_inputs import CAMERA_PARAMETERS, CameraInputs
+from amplify_ros.diagnostics import Diagnostics, model_node_level
 from amplify_ros.model_loading import MODEL_PARAMETERS, LoadedModel, load_or_explain, set_threads
 from amplify_ros.node_status import RateMeter, ReasonLog
 from amplify_ros.parameters import declare, float_param, text_param
@@ -61,14 +62,14 @@ PARAMETERS = {
     **CAMERA_PARAMETERS,
     **MODEL_PARAMETERS,
     "control_rate": (20.0, float_param("rate of /ur5/command in Hz; also the chunk step (time_from_start)", 1.0, 100.0)),
-    "codes_topic": ("/amplify/codes", text_param("JointTrajectory topic of the motion codes")),
-    "joint_states_topic": ("/joint_states", text_param("sensor_msgs/JointState of the arm")),
+    "codes_topic": ("amplify/codes", text_param("JointTrajectory topic of the motion codes")),
+    "joint_states_topic": ("joint_states", text_param("sensor_msgs/JointState of the arm")),
     "gripper_joint": ("gripper", text_param("name of the gripper in /joint_states; when absent the last commanded "
                                              "gripper value is the gripper state")),
     "max_state_age": (0.5, float_param("a joint state older than this (s, receive time) is stale", 0.01, 10.0)),
     "ensemble_m": (0.01, float_param("temporal ensembling weight decay m (w_i = exp(-m i))", 0.0, 10.0)),
-    "command_topic": ("/ur5/command", text_param("topic of the ensembled one-point command")),
-    "chunk_topic": ("/policy/action_chunk", text_param("topic of the whole action chunk")),
+    "command_topic": ("ur5/command", text_param("topic of the ensembled one-point command")),
+    "chunk_topic": ("policy/action_chunk", text_param("topic of the whole action chunk")),
 }
 
 
@@ -147,7 +148,8 @@ class InverseDynamicsNode(Node):
                                  callback_group=MutuallyExclusiveCallbackGroup())
         self.chunk_pub = self.create_publisher(JointTrajectory, p["chunk_topic"], 10)
         self.command_pub = self.create_publisher(JointTrajectory, p["command_topic"], 10)
-        self.status_pub = self.create_publisher(String, "/amplify/status", 10)
+        self.status_pub = self.create_publisher(String, "amplify/status", 10)
+        self.diagnostics = Diagnostics(self)
         self.chunks = self.commands = self.unmatched_codes = 0
         self.rate_meter = RateMeter()
         self.latency_ms: deque[float] = deque(maxlen=400)
@@ -283,6 +285,7 @@ class InverseDynamicsNode(Node):
                   "step_ms": round(statistics.median(self.step_ms), 1) if self.step_ms else None,
                   "idle_reason": self.reasons.reason, **self.cameras.status()}
         self.status_pub.publish(String(data=json.dumps(status)))
+        self.diagnostics.publish(*model_node_level(status), {**status, "last_idle_reason": self.reasons.last})
 
 
 def main(args=None) -> None:

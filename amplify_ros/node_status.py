@@ -30,10 +30,11 @@ class ReasonLog:
 
     def __init__(self, logger):
         self.logger, self.reason = logger, None
+        self.last: str | None = None  # the latest reason, kept after publishing resumes (diagnostics' last error)
         self._logged: set[str] = set()
 
     def idle(self, reason: str) -> None:
-        self.reason = reason
+        self.reason = self.last = reason
         if reason not in self._logged:  # a set, so two alternating reasons do not flood the log either
             self.logger.warning(f"publishing nothing: {reason}")
             self._logged.add(reason)

@@ -18,8 +18,22 @@ def text_param(desc):
     return ParameterDescriptor(description=desc)
 
 
-def declare(node: Node, parameters: dict) -> dict:
+READ_AT_START = "read at start-up: read-only (set it in the params file or with -p, then restart the node)"
+
+
+def declare(node: Node, parameters: dict, runtime: tuple[str, ...] = ()) -> dict:
+    """Declare ``parameters`` {name: (default, descriptor)} and return their values. Only the names in ``runtime``
+    take effect when changed while the node runs; every other one is declared read-only, so ``ros2 param set``
+    is refused with rclpy's reason instead of reporting a success that changes nothing."""
+    unknown = set(runtime) - set(parameters)
+    if unknown:
+        raise ValueError(f"runtime parameters {sorted(unknown)} are not declared")
     for name, (default, descriptor) in parameters.items():
+        if name not in runtime:
+            descriptor = ParameterDescriptor(**{f: getattr(descriptor, f) for f in (
+                "description", "additional_constraints", "floating_point_range", "integer_range")})
+            descriptor.read_only = True
+            descriptor.description = f"{descriptor.description} ({READ_AT_START})"
         node.declare_parameter(name, default, descriptor)
     return {name: node.get_parameter(name).value for name in parameters}
 

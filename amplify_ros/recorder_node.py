@@ -4,8 +4,8 @@ ROS contract
   Subscriptions (always subscribed, so no frame is lost to discovery at the start of an episode; a message is
   written only while an episode is recording)
     /cameras/front/image_raw   sensor_msgs/Image. Topics: ``camera_topics``; QoS per camera
-    /cameras/side/image_raw    ``camera_reliability`` (reliable | best_effort) and ``camera_depth``
-    /cameras/corner/image_raw  (default reliable, depth 10), volatile.
+    /cameras/side/image_raw    ``camera_reliability`` (auto: what the publishers offer, amplify_ros/qos_matching.py;
+    /cameras/corner/image_raw  or reliable | best_effort) and ``camera_depth`` (default auto, depth 10), volatile.
     /joint_states              sensor_msgs/JointState        (``joint_states_topic``)  } reliable, volatile,
     /ur5/tcp_pose              geometry_msgs/PoseStamped     (``tcp_pose_topic``)      } depth ``topic_depth``
     /ur5/command               trajectory_msgs/JointTrajectory (``command_topic``)     } (an empty topic name
@@ -14,7 +14,8 @@ ROS contract
   Publications
     /recorder/status           std_msgs/String JSON at ``status_rate``: recording, episode, path, task,
                                embodiment, messages (written per topic), queue_depth, queued_mb, dropped
-                               (per topic), episodes (started by this node), last_error.
+                               (per topic), episodes (started by this node), last_error, camera_qos (the
+                               reliability each camera topic is subscribed with; null while it has no publisher).
   Services (std_srvs only; private names, so /recorder/... for the node name "recorder" and /<name>/... for a
   second recorder started with -r __node:=<name>)
     /recorder/start            std_srvs/Trigger: opens a new bag ``<output_dir>/<prefix>_<YYYYmmdd_HHMMSS>_<NNN>``
@@ -25,8 +26,8 @@ ROS contract
                                ``episode.json`` inside the bag directory.
     /recorder/discard          std_srvs/Trigger: stops the current episode and deletes its bag directory.
   Parameters: PARAMETERS below (each with a description); defaults in config/recorder.yaml. ``task``,
-  ``embodiment``, ``operator_note``, ``output_dir``, ``prefix`` and ``storage`` can be set at run time and are
-  read at each start.
+  ``embodiment``, ``operator_note``, ``output_dir``, ``prefix``, ``storage`` and ``max_queue_mb`` can be set at
+  run time and are read at each start; every other parameter is read-only (``ros2 param set`` is refused).
 
 Messages are written as received (the serialized CDR bytes of a ``raw`` subscription, never deserialized), with
 the receive time (node clock, ns) as the bag timestamp; their header stamps are untouched. Writing happens in a
@@ -54,7 +55,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
-from amplify_ros.camera_inputs import DEFAULT_TOPICS, camera_qos
+from amplify_ros.camera_inputs import CAMERA_PARAMETERS, DEFAULT_TOPICS
+from amplify_ros.qos_matching import MatchedSubscription
 from amplify_ros.node_runner import run_node
 from amplify_ros.parameters import declare, float_param, int_param, per_camera, text_param
 
@@ -65,6 +67,8 @@ IMAGE, JOINT_STATE, POSE, TRAJECTORY, STRING = ("sensor_msgs/msg/Image", "sensor
                                                 "geometry_msgs/msg/PoseStamped", "trajectory_msgs/msg/JointTrajectory",
                                                 "std_msgs/msg/String")
 
+# applied when changed at run time (read at each start); every other parameter is read-only (read at start-up)
+RUNTIME_PARAMETERS = ("task", "embodiment", "operator_note", "output_dir", "prefix", "storage", "max_queue_mb")
 PARAMETERS = {
     "output_dir": ("~/amplify_bags", text_param("folder of the episode bags (created if missing, ~ expanded); "
                                                 "read at each start")),
@@ -76,15 +80,13 @@ PARAMETERS = {
                                        "only); read at start")),
     "operator_note": ("", text_param("free text stored with the next episode; read at start")),
     "camera_topics": (DEFAULT_TOPICS, text_param("sensor_msgs/Image topics recorded (robot and human episodes)")),
-    "camera_reliability": (["reliable"], text_param(
-        "QoS reliability per camera (reliable | best_effort), one value for all or one per camera; a reliable "
-        "subscription does not match a best-effort publisher")),
+    "camera_reliability": CAMERA_PARAMETERS["camera_reliability"],
     "camera_depth": ([10], text_param("QoS keep-last depth per camera, one value for all or one per camera")),
-    "joint_states_topic": ("/joint_states", text_param("sensor_msgs/JointState topic ('' = not recorded)")),
-    "tcp_pose_topic": ("/ur5/tcp_pose", text_param("geometry_msgs/PoseStamped topic of the tool pose ('' = not "
+    "joint_states_topic": ("joint_states", text_param("sensor_msgs/JointState topic ('' = not recorded)")),
+    "tcp_pose_topic": ("ur5/tcp_pose", text_param("geometry_msgs/PoseStamped topic of the tool pose ('' = not "
                                                    "recorded)")),
-    "command_topic": ("/ur5/command", text_param("trajectory_msgs/JointTrajectory command topic ('' = not recorded)")),
-    "task_topic": ("/task", text_param("std_msgs/String task topic ('' = not recorded)")),
+    "command_topic": ("ur5/command", text_param("trajectory_msgs/JointTrajectory command topic ('' = not recorded)")),
+    "task_topic": ("task", text_param("std_msgs/String task topic ('' = not recorded)")),
     "topic_depth": (50, int_param("QoS keep-last depth (reliable, volatile) of the non-camera topics", 1, 10000)),
     "max_queue_mb": (1024.0, float_param("messages waiting for the disk beyond this many MB are dropped (and "
                                          "counted)", 1.0, 65536.0)),
@@ -234,7 +236,7 @@ class EpisodeWriter:
 class RecorderNode(Node):
     def __init__(self):
         super().__init__("recorder")
-        p = self.p = declare(self, PARAMETERS)
+        p = self.p = declare(self, PARAMETERS, runtime=RUNTIME_PARAMETERS)
         for name, allowed in (("embodiment", EMBODIMENTS), ("storage", STORAGES)):
             if p[name] not in allowed:
                 raise ValueError(f"parameter {name} must be one of {allowed}, got {p[name]!r}")
@@ -247,28 +249,30 @@ class RecorderNode(Node):
         self.last_error: str | None = None
         self.last_episode: str | None = None
 
-        self.camera_topics = [t for t in p["camera_topics"] if t]
+        # fully qualified names (a relative one is in the node's namespace): the bag holds the real topic names
+        self.camera_topics = [self.resolve_topic_name(t) for t in p["camera_topics"] if t]
         self.topic_types: dict[str, str] = {t: IMAGE for t in self.camera_topics}
         for key, msgtype in (("joint_states_topic", JOINT_STATE), ("tcp_pose_topic", POSE),
                              ("command_topic", TRAJECTORY), ("task_topic", STRING)):
             if p[key]:
-                if p[key] in self.topic_types:
-                    raise ValueError(f"parameter {key}: topic {p[key]} is already recorded as "
-                                     f"{self.topic_types[p[key]]}")
-                self.topic_types[p[key]] = msgtype
+                topic = self.resolve_topic_name(p[key])
+                if topic in self.topic_types:
+                    raise ValueError(f"parameter {key}: topic {topic} is already recorded as {self.topic_types[topic]}")
+                self.topic_types[topic] = msgtype
         msg_classes = self._message_classes()
         reliability = per_camera(p["camera_reliability"], len(self.camera_topics), "camera_reliability")
         depth = per_camera(p["camera_depth"], len(self.camera_topics), "camera_depth")
         state_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["topic_depth"],
                                reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        self.camera_subscriptions = []
         for topic, msgtype in self.topic_types.items():
+            callback = lambda data, t=topic: self.on_message(t, data)  # noqa: E731
             if msgtype == IMAGE:
                 i = self.camera_topics.index(topic)
-                qos = camera_qos(reliability[i], depth[i])
+                self.camera_subscriptions.append(
+                    MatchedSubscription(self, msg_classes[msgtype], topic, callback, depth[i], reliability[i], raw=True))
             else:
-                qos = state_qos
-            self.create_subscription(msg_classes[msgtype], topic, lambda data, t=topic: self.on_message(t, data), qos,
-                                     raw=True)
+                self.create_subscription(msg_classes[msgtype], topic, callback, state_qos, raw=True)
 
         self.add_on_set_parameters_callback(self.on_parameters)
         # private names: /recorder/start ... for the node name "recorder"; a second recorder (-r __node:=other)
@@ -430,7 +434,8 @@ class RecorderNode(Node):
         episode = self.episode
         status = {"node": self.get_name(), "recording": episode is not None, "episode": None, "path": None,
                   "messages": {}, "queue_depth": 0, "queued_mb": 0.0, "dropped": {},
-                  "episodes": self.episodes_started, "last_episode": self.last_episode, "last_error": self.last_error}
+                  "episodes": self.episodes_started, "last_episode": self.last_episode, "last_error": self.last_error,
+                  "camera_qos": {s.topic: s.reliability for s in self.camera_subscriptions}}
         if episode is not None:
             depth, queued = episode.queue_state()
             status.update(episode=episode.info.name, path=str(episode.info.path), task=episode.info.task,

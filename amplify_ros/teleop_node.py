@@ -179,11 +179,11 @@ class TeleopNode(Node):
             raise SetupError(f"parameter input must be keyboard or spacemouse, not {self.p['input']!r}")
         if self.p["input"] == "spacemouse":
             self.open_spacemouse()  # before anything runs: a missing device stops the node here
-        self.create_subscription(PoseStamped, "/ur5/tcp_pose", self.on_pose, 10)
-        self.command_pub = self.create_publisher(JointTrajectory, "/ur5/command", 10)
-        self.clients_ = {"start": self.create_client(Trigger, "/recorder/start"),
-                         "stop": self.create_client(SetBool, "/recorder/stop"),
-                         "discard": self.create_client(Trigger, "/recorder/discard")}
+        self.create_subscription(PoseStamped, "ur5/tcp_pose", self.on_pose, 10)
+        self.command_pub = self.create_publisher(JointTrajectory, "ur5/command", 10)
+        self.clients_ = {"start": self.create_client(Trigger, "recorder/start"),
+                         "stop": self.create_client(SetBool, "recorder/stop"),
+                         "discard": self.create_client(Trigger, "recorder/discard")}
         # recorder calls wait for discovery; on their own thread no input (keys, SpaceMouse) waits behind them
         self.episode_queue: queue.Queue = queue.Queue()
         threading.Thread(target=self.episode_worker, name="teleop_episodes", daemon=True).start()

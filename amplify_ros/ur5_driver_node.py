@@ -52,6 +52,7 @@ from amplify_ros.robot.robot_process import RobotProcess
 from amplify_ros.robot.rtde_connection import SAFETY_NORMAL, SAFETY_REDUCED
 from amplify_ros.robot.safety import SafetyLimits
 from amplify_ros.robot.servo_loop import ServoConfig
+from amplify_ros.diagnostics import ERROR, OK, WARN, Diagnostics
 from amplify_ros.node_runner import run_node
 from amplify_ros.parameters import declare, float_param, int_param, text_param
 
@@ -90,6 +91,7 @@ PARAMETERS = {  # name: (default, descriptor)
     "ensemble_m": (0.01, float_param("temporal ensembling weight decay m", 0.0, 10.0)),
     "state_publish_rate": (50.0, float_param("rate of /joint_states and /ur5/tcp_pose in Hz", 1.0, 500.0)),
     "status_rate": (10.0, float_param("rate of /ur5/status in Hz", 0.5, 100.0)),
+    "diagnostics_rate": (1.0, float_param("rate of /diagnostics (diagnostic_msgs/DiagnosticArray) in Hz", 0.1, 10.0)),
     "base_frame": ("base", text_param("frame_id of /ur5/tcp_pose")),
 }
 
@@ -106,13 +108,13 @@ class UR5DriverNode(Node):
         self.ensembler = TemporalEnsembler(p["chunk_size"], m=p["ensemble_m"], rotation_dims=3)
         self._tick = 0
 
-        self.joint_pub = self.create_publisher(JointState, "/joint_states", 10)
-        self.pose_pub = self.create_publisher(PoseStamped, "/ur5/tcp_pose", 10)
-        self.status_pub = self.create_publisher(String, "/ur5/status", 10)
+        self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
+        self.pose_pub = self.create_publisher(PoseStamped, "ur5/tcp_pose", 10)
+        self.status_pub = self.create_publisher(String, "ur5/status", 10)
         if p["input_mode"] in ("command", "both"):
-            self.create_subscription(JointTrajectory, "/ur5/command", self.on_command, 10)
+            self.create_subscription(JointTrajectory, "ur5/command", self.on_command, 10)
         if p["input_mode"] in ("action_chunk", "both"):
-            self.create_subscription(JointTrajectory, "/policy/action_chunk", self.on_chunk, 10)
+            self.create_subscription(JointTrajectory, "policy/action_chunk", self.on_chunk, 10)
             self.create_timer(1.0 / p["control_rate"], self.on_control_tick)
         # The node spins on a single-threaded executor: rclpy's multi-threaded one added ~4 ms median and ~10 ms
         # p99 to every command (measured, docs/ur5_driver.md). A reconnect blocks for seconds, so the services
@@ -122,8 +124,8 @@ class UR5DriverNode(Node):
         self.service_node = rclpy.create_node(f"{self.get_name()}_services", namespace=self.get_namespace(),
                                               context=self.context, use_global_arguments=False,
                                               start_parameter_services=False)
-        self.service_node.create_service(SetBool, "/ur5/enable", self.on_enable)
-        self.service_node.create_service(Trigger, "/ur5/reconnect", self.on_reconnect)
+        self.service_node.create_service(SetBool, "ur5/enable", self.on_enable)
+        self.service_node.create_service(Trigger, "ur5/reconnect", self.on_reconnect)
         self._service_executor = SingleThreadedExecutor(context=self.context)
         self._service_executor.add_node(self.service_node)
         self._services_stop = threading.Event()
@@ -131,6 +133,8 @@ class UR5DriverNode(Node):
         self._services_thread.start()
         self.create_timer(1.0 / p["state_publish_rate"], self.publish_state)
         self.create_timer(1.0 / p["status_rate"], self.publish_status)
+        self.diagnostics = Diagnostics(self, hardware_id=f"UR controller {p['robot_ip']}")
+        self.create_timer(1.0 / p["diagnostics_rate"], self.publish_diagnostics)
 
         # the first connection runs in the background so the node spins (and reports) while it connects
         threading.Thread(target=self.connect, name="ur5_first_connect", daemon=True).start()
@@ -267,6 +271,29 @@ class UR5DriverNode(Node):
 
     def publish_status(self) -> None:
         self.status_pub.publish(String(data=json.dumps(self.status())))
+
+    def diagnostic_level(self, status: dict) -> tuple[bytes, str]:
+        """ERROR: no robot, a safety stop or no control script; WARN: connected but not moving the arm (motion
+        disabled, dry run); OK: enabled."""
+        if not status["connected"]:
+            return ERROR, "not connected to the robot"
+        if status["safety_mode"] not in (SAFETY_NORMAL, SAFETY_REDUCED):
+            return ERROR, f"safety mode {status['safety_mode']} is not NORMAL"
+        if not status["program_running"]:
+            return ERROR, "control script not running (call /ur5/reconnect)"
+        if not status["enabled"]:
+            return WARN, "motion disabled (call /ur5/enable)" + (f"; last stop: {status['stop_reason']}"
+                                                                 if status["stop_reason"] else "")
+        if status["dry_run"]:
+            return WARN, "enabled in dry run: nothing is sent"
+        return OK, f"enabled, servo at {status['achieved_rate_hz']} Hz"
+
+    def publish_diagnostics(self) -> None:
+        status = self.status()
+        limits = {k: self.params[k] for k in ("max_linear_speed", "max_angular_speed", "max_step_linear",
+                                              "max_step_angular", "workspace_min", "workspace_max",
+                                              "violation_action", "watchdog_timeout_ms")}
+        self.diagnostics.publish(*self.diagnostic_level(status), {**status, **limits})
 
     def shutdown(self, reason: str) -> None:
         """servoStop + stopScript + disconnect in the robot process, bounded by stop_timeout."""

@@ -10,7 +10,10 @@ recorder, converter) runs on a laptop.
 ROS contract
   Publications
     /cameras/{front,side,corner}/image_raw   sensor_msgs/Image rgb8, ``image_size`` square, at ``rate`` Hz,
-                                             header.stamp = render time, frame_id = the view. Reliable, depth 2.
+                                             header.stamp = render time, frame_id = the view's optical frame
+                                             (<view>_camera_optical_frame, urdf/workcell.urdf). Reliable, depth 2.
+    /cameras/{front,side,corner}/camera_info sensor_msgs/CameraInfo, same header: the workcell camera's pinhole
+                                             (fovy of config/workcell.yaml, amplify_ros/camera_info.py).
     /workcell/status                         std_msgs/String JSON at 1 Hz: task, success, frames, attached.
   Parameters: PARAMETERS below; defaults in config/workcell_sim.yaml.
 """
@@ -22,10 +25,11 @@ import threading
 
 import numpy as np
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
-from amplify_ros.camera_inputs import camera_qos
+from amplify_ros.camera_info import info_topic, optical_frame, pinhole_camera_info
+from amplify_ros.qos_matching import camera_qos
 from amplify_ros.camera_sync import ns_to_stamp_fields
 from amplify_ros.node_runner import run_node
 from amplify_ros.parameters import declare, float_param, int_param, text_param
@@ -54,9 +58,14 @@ class WorkcellSimNode(Node):
         self.views = list(VIEWS)
         self.controller = FakeURController(q0=self.env.start_q)
         self.server = FakeURServer(self.controller).start()
-        self.publishers_ = {v: self.create_publisher(Image, f"/cameras/{v}/image_raw", camera_qos("reliable", 2))
-                            for v in self.views}
-        self.status_pub = self.create_publisher(String, "/workcell/status", 10)
+        topics = {v: f"cameras/{v}/image_raw" for v in self.views}
+        self.publishers_ = {v: self.create_publisher(Image, topics[v], camera_qos("reliable", 2)) for v in self.views}
+        size = self.env.config.image_size
+        self.infos = {v: pinhole_camera_info(size, size, self.env.config.cameras[v].fovy_deg, optical_frame(v))
+                      for v in self.views}
+        self.info_publishers = {v: self.create_publisher(CameraInfo, info_topic(topics[v]), camera_qos("reliable", 2))
+                                for v in self.views}
+        self.status_pub = self.create_publisher(String, "workcell/status", 10)
         self.frames = 0
         self.lock = threading.Lock()
         self.create_timer(1.0 / p["rate"], self.on_frame)
@@ -77,8 +86,11 @@ class WorkcellSimNode(Node):
             msg = Image(height=frame.shape[0], width=frame.shape[1], encoding="rgb8", is_bigendian=0,
                         step=frame.shape[1] * 3, data=frame.tobytes())
             msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
-            msg.header.frame_id = view
+            msg.header.frame_id = optical_frame(view)
             self.publishers_[view].publish(msg)
+            info = self.infos[view]
+            info.header.stamp = msg.header.stamp
+            self.info_publishers[view].publish(info)
         self.frames += 1
 
     def publish_status(self) -> None:

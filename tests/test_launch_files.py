@@ -28,6 +28,27 @@ def parameters(probe, node: str, names: list[str]) -> dict:
     return dict(zip(names, (parameter_value_to_python(v) for v in reply.values)))
 
 
+def set_parameters(probe, node: str, values: dict) -> dict:
+    """{name: (successful, reason)} of setting each value through the node's service (``ros2 param set``)."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    reply = probe.call(SetParameters, f"{node}/set_parameters", request, timeout=60)
+    return {k: (r.successful, r.reason) for k, r in zip(values, reply.results)}
+
+
+# Parameters read only at start-up are read-only: a run-time change is refused (and the value stays); those a node
+# applies while running are accepted. Checked on every node of these names that a launch file brings up.
+READ_ONLY = {"/ur5_driver": {"max_linear_speed": 0.9, "workspace_min": [-1.0, -1.0, -1.0], "dry_run": False},
+             "/inverse_dynamics": {"max_observation_age": 5.0}, "/recorder": {"camera_topics": ["/elsewhere"]}}
+AT_RUN_TIME = {"/forward_dynamics": {"task": "close the drawer"}, "/recorder": {"operator_note": "changed"}}
+
+# /diagnostics of a launch whose hardware and models are absent: every node says so at level ERROR
+ERROR_DIAGNOSTICS = {"amplify.launch.xml": {"/ur5_driver": "not connected to the robot",
+                                            "/forward_dynamics": "model not loaded: FileNotFoundError",
+                                            "/inverse_dynamics": "model not loaded: FileNotFoundError"}}
+
 LAUNCHES = {  # file -> (arguments, {node: {parameter: the value the launch file must give it}})
     "record.launch.xml": ({"task": "open the drawer", "embodiment": "human"},
                           {"/recorder": {"task": "open the drawer", "embodiment": "human", "storage": "mcap"}}),
@@ -47,9 +68,6 @@ LAUNCHES = {  # file -> (arguments, {node: {parameter: the value the launch file
 }
 
 
-LAUNCH_PROCESSES = {name: {n for n in nodes} for name, (_, nodes) in LAUNCHES.items()}
-
-
 @pytest.mark.parametrize("launch_file", sorted(LAUNCHES))
 def test_launch_file_brings_up_uniquely_named_nodes_with_their_parameters(launch_file, colcon_install, tmp_path):
     arguments, expected = LAUNCHES[launch_file]
@@ -60,6 +78,9 @@ def test_launch_file_brings_up_uniquely_named_nodes_with_their_parameters(launch
         wait_for_free_ports()
         proc = start_launch(colcon_install, launch_file, arguments, log)
         probe = Probe(f"launch_probe_{launch_file.split('.')[0]}")
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+        probe.record(DiagnosticArray, "/diagnostics")
         try:
             probe.wait_for(lambda: set(expected) <= set(node_names(probe.node)), 90,
                            f"the nodes of {launch_file}: {sorted(expected)}")
@@ -68,11 +89,22 @@ def test_launch_file_brings_up_uniquely_named_nodes_with_their_parameters(launch
             assert len(names) == len(set(names)), f"a node name is held twice: {names}"
             for node, want in expected.items():
                 assert parameters(probe, node, list(want)) == want, node
+                refused = READ_ONLY.get(node, {})
+                before = parameters(probe, node, list(refused))
+                for name, (ok, reason) in set_parameters(probe, node, refused).items():
+                    assert not ok and "read-only" in reason, (node, name, reason)
+                assert parameters(probe, node, list(refused)) == before, node
+                for name, (ok, reason) in set_parameters(probe, node, AT_RUN_TIME.get(node, {})).items():
+                    assert ok, (node, name, reason)
+            for node, message in ERROR_DIAGNOSTICS.get(launch_file, {}).items():
+                got = probe.wait_for(lambda n=node: [s for _, _, m in probe.get("/diagnostics") for s in m.status
+                                                     if s.name == n], 20, f"{node} on /diagnostics")[-1]
+                assert got.level == DiagnosticStatus.ERROR and got.message.startswith(message), (node, got.message)
             assert proc.poll() is None, log.read_text()[-3000:]
             # every process gets the package's Fast DDS profile from the install (the launch file's <set_env>)
             profile = str(colcon_install / "share/amplify_ros/config/fastdds.xml")
             pids = [int(p) for p in re.findall(r"process started with pid \[(\d+)\]", log.read_text())]
-            assert len(pids) == len(LAUNCH_PROCESSES[launch_file])
+            assert len(pids) == len(expected)  # one process per node
             for pid in pids:
                 env = dict(kv.split("=", 1) for kv in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in kv)
                 assert env["FASTRTPS_DEFAULT_PROFILES_FILE"] == profile, pid

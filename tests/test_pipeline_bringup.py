@@ -18,6 +18,7 @@ from ros_processes import (ROOT, TASKS, Probe, call_service, fake_ur_ports_lock,
 
 pytest.importorskip("rclpy")
 use_ros_env_here()
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
@@ -55,6 +56,12 @@ def codes_after(probe, t0):
     return [tuple(m.points[0].positions) for t, _, m in probe.get("/amplify/codes") if t >= t0]
 
 
+def diagnostics(probe, node: str, since: float = 0.0) -> list:
+    """(level, message, {key: value}) of ``node``'s /diagnostics statuses received after ``since``."""
+    return [(s.level, s.message, {kv.key: kv.value for kv in s.values}) for t, _, m in probe.get("/diagnostics")
+            if t >= since for s in m.status if s.name == node]
+
+
 def test_cameras_to_moving_arm_task_change_and_camera_stop(checkpoints, colcon_install, tmp_path):
     t_start = time.monotonic()
     with fake_ur_ports_lock():
@@ -71,7 +78,7 @@ def test_cameras_to_moving_arm_task_change_and_camera_stop(checkpoints, colcon_i
             assert "fake UR controller on 127.0.0.1" in log.read_text()  # the controller (not a ROS node) runs too
             for topic, kind in [("/joint_states", JointState), ("/amplify/codes", JointTrajectory),
                                 ("/ur5/command", JointTrajectory), ("/policy/action_chunk", JointTrajectory),
-                                ("/amplify/status", String)]:
+                                ("/amplify/status", String), ("/diagnostics", DiagnosticArray)]:
                 probe.record(kind, topic)
             task_pub = probe.node.create_publisher(String, "/task", 10)
             probe.wait_for(lambda: len(probe.get("/ur5/command")) >= 10, 60, "ensembled commands on /ur5/command")
@@ -79,8 +86,21 @@ def test_cameras_to_moving_arm_task_change_and_camera_stop(checkpoints, colcon_i
             # nothing moves before enable
             js = joints(probe)
             assert np.allclose(js[0][1], js[-1][1], atol=1e-9)
+            # /diagnostics before enable: the driver connected but not moving (WARN), the model nodes publishing
+            probe.wait_for(lambda: diagnostics(probe, "/ur5_driver"), 10, "the driver's diagnostics")
+            level, message, values = diagnostics(probe, "/ur5_driver")[-1]
+            assert level == DiagnosticStatus.WARN and message.startswith("motion disabled"), message
+            assert values["connected"] == "true" and values["max_linear_speed"] == \
+                json.dumps(ros_parameter("ur5_driver", "max_linear_speed"))
+            for node in ("/forward_dynamics", "/inverse_dynamics"):
+                level, message, values = probe.wait_for(lambda n=node: diagnostics(probe, n), 10, f"{node} diagnostics")[-1]
+                assert level == DiagnosticStatus.OK and message.startswith("publishing at"), (node, message)
+                assert float(values["achieved_rate_hz"]) > 0, values
             assert probe.call(SetBool, "/ur5/enable", SetBool.Request(data=True)).success
             t_enable = time.monotonic()
+            level, message, _ = probe.wait_for(lambda: diagnostics(probe, "/ur5_driver", t_enable + 0.1), 10,
+                                               "the driver's diagnostics after enable")[-1]
+            assert level == DiagnosticStatus.OK and message.startswith("enabled, servo at"), message
             probe.wait_for(lambda: len(m := joints(probe, t_enable)) > 1 and np.abs(m[-1][1] - m[0][1]).max() > 1e-3,
                            10, "the arm moving after enable")
 
@@ -159,6 +179,10 @@ def test_cameras_to_moving_arm_task_change_and_camera_stop(checkpoints, colcon_i
             assert np.max(np.abs(stats["qd"])) == 0.0
             statuses = probe.statuses("inverse_dynamics")
             assert "/cameras/side/image_raw" in (statuses[-1]["idle_reason"] or "")
+            level, message, values = probe.wait_for(lambda: diagnostics(probe, "/inverse_dynamics", t_stop + 0.5), 5,
+                                                    "the inverse node's diagnostics after the camera stopped")[-1]
+            assert level == DiagnosticStatus.WARN and "/cameras/side/image_raw" in message, message
+            assert "/cameras/side/image_raw" in values["last_idle_reason"]
             names = [n for n in node_names(probe.node) if n != "/pipeline_probe"]
             assert sorted(names) == sorted(nodes), names  # every node once: the driver's name is not held twice
             assert launched.poll() is None and "process has died" not in log.read_text(), tail(log, 5000)
@@ -238,7 +262,7 @@ def test_debug_image_is_the_decoded_codes_drawn_over_the_camera_frame(checkpoint
         checked = 0
         for _, _, pic in probe.get("/amplify/debug_image"):
             stamp = stamp_to_ns(pic.header.stamp)
-            assert (pic.encoding, pic.width, pic.height, pic.header.frame_id) == ("rgb8", 512, 512, "front")
+            assert (pic.encoding, pic.width, pic.height, pic.header.frame_id) == ("rgb8", 512, 512, "front_camera_optical_frame")
             if stamp not in frames or stamp not in codes:
                 continue
             tracks = tokenizer.codes_to_tracks(np.rint(codes[stamp]).astype(np.int64))[0]  # view 0 = front

@@ -223,7 +223,7 @@ def test_robot_episode_is_a_readable_bag_with_what_was_published(rig, storage):
         compared = 0
         for _, img in frames:
             assert (img.width, img.height, img.encoding, img.step, img.header.frame_id) == (
-                128, 128, "rgb8", 384, camera.split("/")[2])
+                128, 128, "rgb8", 384, f"{camera.split('/')[2]}_camera_optical_frame")
             data = img.data.tobytes()
             assert data in references
             stamp = img.header.stamp.sec * 10**9 + img.header.stamp.nanosec

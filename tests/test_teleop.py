@@ -51,7 +51,7 @@ def test_twist_moves_the_target_in_the_base_frame():
 
 
 def test_shipped_config_lists_every_parameter_with_its_default():
-    values = yaml.safe_load((ROOT / "config" / "teleop.yaml").read_text())["teleop"]["ros__parameters"]
+    values = yaml.safe_load((ROOT / "config" / "teleop.yaml").read_text())["/**/teleop"]["ros__parameters"]
     assert values == {name: default for name, (default, _) in PARAMETERS.items()}
 
 

@@ -109,7 +109,7 @@ def run(args, workdir: Path) -> dict:
     import yaml
 
     params = yaml.safe_load(args.config.read_text())
-    ros_params = params["ur5_driver"]["ros__parameters"]
+    ros_params = params["/**/ur5_driver"]["ros__parameters"]
     if ros_params.get("robot_ip", "127.0.0.1") != "127.0.0.1":
         raise ValueError(f"--config robot_ip must be 127.0.0.1 (the fake controller), got {ros_params['robot_ip']!r}")
     frequency = float(ros_params.get("rtde_frequency", 125.0))
