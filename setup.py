@@ -74,6 +74,7 @@ setup(
             "inverse_dynamics_node = amplify_ros.inverse_dynamics_node:main",
             "fake_cameras_node = amplify_ros.fake_cameras_node:main",
             "amplify-benchmark-pipeline = training.benchmark_pipeline:main",
+            "amplify-fake-bringup = training.fake_bringup:main",
             # data collection (issue 7)
             "teleop_node = amplify_ros.teleop_node:main",
             "workcell_sim_node = amplify_ros.workcell_sim_node:main",

@@ -15,7 +15,7 @@ SCRIPTS = ["amplify-preprocess", "amplify-benchmark-tracking", "amplify-demo-tra
            "amplify-train-forward", "amplify-train-inverse", "amplify-train-all", "amplify-export-onnx",
            "amplify-benchmark-policy", "amplify-workcell-generate", "amplify-benchmark-workcell",
            "amplify-workcell-track-accuracy", "amplify-benchmark-driver", "amplify-fake-ur",
-           "amplify-benchmark-pipeline", "amplify-bags-to-episodes",
+           "amplify-benchmark-pipeline", "amplify-bags-to-episodes", "amplify-fake-bringup",
            "amplify-evaluate", "amplify-main"]
 # rclpy nodes: they take ROS arguments (--ros-args -p ...), so they are checked for installation, not --help
 NODES = ["ur5_driver", "forward_dynamics_node", "inverse_dynamics_node", "fake_cameras_node", "teleop_node",
