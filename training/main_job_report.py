@@ -276,7 +276,7 @@ def write_report(job, sections: list[str]) -> Path:
               "", sections[1], "", "| stage | seconds |", "|---|---|"]
     # an evaluation finished before an interruption is reused: its own measured time counts, not the last pass's
     seconds = {name: info["seconds"] for name, info in stages.items()}
-    seconds["evaluate"] = max(seconds["evaluate"], sum(r.get("seconds", 0) for r in results.values()))
+    seconds["evaluate"] = round(max(seconds["evaluate"], sum(r.get("seconds", 0) for r in results.values())), 1)
     lines += [f"| {name} | {sec} |" for name, sec in seconds.items()]
     total = sum(seconds.values())
     lines += [f"| total | {total:.0f} ({total / 60:.1f} min) |", ""]
