@@ -1,8 +1,9 @@
 """Start the project's rclpy nodes as separate processes, for the benchmarks and the tests.
 
-A stand-in for ``ros2 launch`` / ``launch_testing`` (not installable from the PyPI wheels, see
-docs/ros_pipeline.md): every process gets this run's ROS_DOMAIN_ID, localhost-only discovery and one math
-thread, so two runs on one machine never see each other's topics.
+Single nodes, each in its own process, where a test or benchmark needs its own parameters per node (the launch files
+themselves run through the real ROS 2 launch frontend: training/ros_launch.py; ``launch_testing`` is not
+installable here): every process gets this run's ROS_DOMAIN_ID, localhost-only discovery and one math thread, so two
+runs on one machine never see each other's topics.
 """
 
 from __future__ import annotations
