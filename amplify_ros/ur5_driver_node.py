@@ -39,6 +39,7 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 import rclpy
 from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import JointState
@@ -173,6 +174,12 @@ class UR5DriverNode(Node):
                 self._service_executor.spin_once(timeout_sec=0.1)
         except (ExternalShutdownException, ShutdownException):
             pass
+        except _rclpy.RCLError:
+            # SIGINT/SIGTERM: rclpy's handler shuts the context down while this thread builds its next wait set
+            # ("context is not valid"; seen once in CI, Ctrl-C of the rehearsal launch). That is the requested shutdown,
+            # as in node_runner.run_node; anything while the context is still valid is a fault.
+            if self.context.ok():
+                raise
 
     def on_reconnect(self, request, response):
         response.success, response.message = self.connect()
