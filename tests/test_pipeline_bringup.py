@@ -271,8 +271,10 @@ def test_debug_image_is_the_decoded_codes_drawn_over_the_camera_frame(checkpoint
             assert np.array_equal(got, expected)
             checked += 1
         assert checked >= 1, "no debug image matched a recorded frame and code message"
-        status = probe.wait_for(lambda: probe.statuses("forward_dynamics"), 10, "forward status")[-1]
-        assert status["debug_images"] >= 3 and status["debug_error"] is None
+        # the status is periodic (1 Hz): wait for one published after the pictures, not the latest one so far
+        status = probe.wait_for(lambda: [s for s in probe.statuses("forward_dynamics") if s["debug_images"] >= 3], 10,
+                                "a forward status counting the debug images")[-1]
+        assert status["debug_error"] is None
     finally:
         probe.close()
         for proc in procs.values():
