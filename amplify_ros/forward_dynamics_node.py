@@ -214,6 +214,12 @@ class ForwardDynamicsNode(Node):
         self.rate_meter.tick()
         self.reasons.ok()
 
+    def join_embeddings(self, timeout: float = 5.0) -> None:
+        """Shutdown: wait for embedding threads (daemon threads still inside torch at interpreter exit can abort)."""
+        deadline = time.monotonic() + timeout
+        for thread in list(self._embedding_threads.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
     def publish_status(self) -> None:
         status = {"node": self.get_name(), "model": self.model.source if self.model else None,
                   "model_error": self.model_error, "task": self.task, "published": self.published,
@@ -228,7 +234,7 @@ class ForwardDynamicsNode(Node):
 def main(args=None) -> None:
     # single-threaded: rclpy's multi-threaded executor costs more per callback than it gains on 2 cores
     # (amplify-benchmark-pipeline, 128x128: p99 58 ms single-threaded vs 213 ms with 3 threads)
-    run_node(ForwardDynamicsNode, args)
+    run_node(ForwardDynamicsNode, args, before_destroy=lambda node: node.join_embeddings())
 
 
 if __name__ == "__main__":

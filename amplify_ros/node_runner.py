@@ -8,6 +8,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
+from rclpy.signals import uninstall_signal_handlers
 
 
 def run_node(make_node: Callable[[], Node], args=None, threads: int = 1,
@@ -39,3 +40,8 @@ def run_node(make_node: Callable[[], Node], args=None, threads: int = 1,
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+        # After a SIGINT the context is already shut down, so rclpy.shutdown() above does not run and this rclpy
+        # leaves its signal thread (a C++ std::thread) to a static destructor after the interpreter is gone; a
+        # forward node once aborted there at Ctrl-C ("terminate called without an active exception", CI). Join it
+        # here, while everything it touches still exists. Idempotent.
+        uninstall_signal_handlers()
