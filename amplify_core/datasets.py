@@ -166,10 +166,30 @@ class InverseSamples(_Indexed):
     (only with a task-text table)."""
 
     def __init__(self, episodes, codes: list[np.ndarray] | None, proprio_norm, action_norm, chunk: int,
-                 text_table: dict[str, np.ndarray] | None = None):
+                 text_table: dict[str, np.ndarray] | None = None, demo_share: float | None = None):
         super().__init__(episodes)
         self.codes, self.proprio_norm, self.action_norm, self.chunk = codes, proprio_norm, action_norm, chunk
         self.text = text_table
+        self.demo_repeats = 1
+        if demo_share is not None:
+            self._rebalance(demo_share)
+
+    def _rebalance(self, demo_share: float) -> None:
+        """Repeat the frames of the demos (episodes with a task text) until they are at least ``demo_share`` of the
+        samples; play (no task text) keeps one copy of each frame. Uniform sampling over demos + play otherwise lets
+        the play data drown a few demos (measured: play 92 % of the samples at 2 demos per task)."""
+        if not 0.0 < demo_share < 1.0:
+            raise ValueError(f"demo_share must be in (0, 1), got {demo_share}")
+        demo = [(e, t) for e, t in self.index if self.episodes[e].task]
+        play = len(self.index) - len(demo)
+        if not demo or not play or len(demo) / len(self.index) >= demo_share:
+            return
+        self.demo_repeats = int(np.ceil(demo_share / (1.0 - demo_share) * play / len(demo)))
+        self.index += demo * (self.demo_repeats - 1)
+
+    @property
+    def demo_fraction(self) -> float:
+        return sum(1 for e, _ in self.index if self.episodes[e].task) / len(self.index)
 
     def __getitem__(self, i):
         e, t = self.index[i]

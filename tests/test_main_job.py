@@ -112,12 +112,25 @@ def test_every_inverse_model_learns_from_the_play_data_but_bc_without_play(quick
         assert ("play" in stores) == (not name.startswith("bcnoplay")), (name, stores)
 
 
+def test_demos_fill_the_demo_share_of_the_inverse_samples_beside_play(quick_run):
+    from amplify_core.checkpoint import load_model
+
+    share = JobSettings.quick().demo_share
+    for name in JobSettings.quick().inverse_models():
+        meta = load_model(quick_run / "models" / f"{name}.pt", "inverse")[1]
+        if name.startswith("bcnoplay"):
+            assert meta["demo_share"] == 1.0 and meta["demo_repeats"] == 1
+        else:  # with play: at least the share (repeated only when they were fewer)
+            assert meta["demo_share"] >= share and meta["demo_repeats"] >= 1, (name, meta)
+
+
 def test_results_json_holds_the_claims_with_exactly_the_issues_keys(quick_run):
     import subprocess
 
     results = json.loads((quick_run / "results.json").read_text())
     claims = results["claims"]
     k = JobSettings.quick().few_shot[0]
+    assert set(claims[f"few_shot_{k}"]) == {"amplify", "bc", "bctext", "bc_no_play"}
     assert set(claims) == {"commit", "date", "stage_minutes", "bctext_all_demos", f"few_shot_{k}", "zero_shot",
                            "tokenizer_moving", "no_motion_moving", "forward_moving", "regression_moving"}
     assert claims["stage_minutes"] == results["stages"]["total_minutes"]

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +182,27 @@ def test_shipped_presets_build_models_of_the_documented_size():
     assert 50 < sizes["forward"] < 90, sizes
     assert 30 < sizes["inverse"] < 70, sizes
     assert load_config("tiny").tokenizer.hidden == 128
+
+
+def test_inverse_samples_repeat_the_demos_up_to_their_share_beside_play():
+    from amplify_core.datasets import InverseSamples, LoadedEpisode
+    from amplify_core.normalization import Normalizer
+
+    def episode(task, n):
+        return LoadedEpisode(Path(f"{task or 'play'}.h5"), task, "robot", np.zeros((n, 1, 3, 8, 8), np.uint8), None,
+                             None, None, np.zeros((n, 7), np.float32), np.zeros((n, 7), np.float32))
+
+    episodes = [episode("open the drawer", 10), episode("", 90)]  # demos 10 % of the frames
+    norm = Normalizer.fit(np.random.default_rng(0).normal(size=(20, 7)))
+    uniform = InverseSamples(episodes, None, norm, norm, 4)
+    assert len(uniform) == 100 and uniform.demo_fraction == pytest.approx(0.1)
+    balanced = InverseSamples(episodes, None, norm, norm, 4, demo_share=0.5)
+    assert balanced.demo_repeats == 9 and len(balanced) == 180 and balanced.demo_fraction == pytest.approx(0.5)
+    counts = Counter(balanced.index)
+    assert all(counts[(0, t)] == 9 for t in range(10)) and all(counts[(1, t)] == 1 for t in range(90))
+    assert balanced[150]["actions"].shape == (4, 7)  # a repeated demo frame is a normal sample
+    # demos already above the share: nothing repeated; no play: nothing to balance
+    assert InverseSamples(episodes[::-1][:1] + episodes[:1], None, norm, norm, 4, demo_share=0.05).demo_repeats == 1
+    assert InverseSamples(episodes[:1], None, norm, norm, 4, demo_share=0.5).demo_repeats == 1
+    with pytest.raises(ValueError, match="demo_share must be in"):
+        InverseSamples(episodes, None, norm, norm, 4, demo_share=1.0)

@@ -69,14 +69,15 @@ class JobSettings:
     held_out_per_task: int = 3  # robot demos and human videos of every task, never trained on (scores)
     config: str = "workcell"
     tracker: str = "lucas_kanade"  # or ground_truth: the simulator's tracks (tells tracker from model errors)
-    tokenizer_steps: int | None = 1200  # None: the config's
+    tokenizer_steps: int | None = 1500  # None: the config's
     forward_steps: int | None = 500
     regressor_steps: int | None = None  # None: the forward model's
     inverse_steps: int | None = 400  # with all demos; a few-shot model gets its share, at least min_inverse_share
     min_inverse_share: float = 0.8
+    demo_share: float | None = 0.5  # demos' share of the inverse samples beside the play data (None: uniform)
     finetune_share: float = 0.3  # AMPLIFY's fine-tuning on predicted codes, as a share of its inverse steps
     eval_episodes: int = 15
-    eval_max_steps: int | None = 100  # about twice the longest expert demo (50 steps)
+    eval_max_steps: int | None = 80  # 1.6 x the longest expert demo (50 steps)
     eval_seed_start: int = 100_000
     eval_batch: int = 10
     workers: int = 2
@@ -249,7 +250,8 @@ class Job:
             r = train_inverse(config, stores, m, m / "tokenizer.pt" if codes else None,
                               m / "forward.pt" if codes else None, steps,
                               finetune_steps=max(1, round(steps * s.finetune_share)) if codes else 0,
-                              use_codes=codes, device=self.device, name=what, task_text=kind == "bctext")
+                              use_codes=codes, device=self.device, name=what, task_text=kind == "bctext",
+                              demo_share=s.demo_share)
             if codes:  # the fine-tuned model is the one AMPLIFY runs with (and the one its codes match)
                 (m / f"{what}_finetuned.pt").replace(m / f"{what}.pt")
         return {"checkpoint": str(m / f"{what}.pt"), "final_loss": r.losses[-1] if r.losses else None,
@@ -267,7 +269,7 @@ class Job:
             forward = m / "forward.pt" if name.startswith("amplify") else None
             for key, tasks in (("inverse", self.s.train_tasks), ("inverse_zero_shot", self.s.zero_shot_tasks)):
                 out[key][name] = inverse_open_loop(m / f"{name}.pt", forward, m / "text_embeddings.npz",
-                                                   [self.held_out], tasks)
+                                                   [self.held_out], tasks, every=4)
         return out
 
     def evaluate(self) -> dict:

@@ -124,9 +124,10 @@ def predicted_codes(forward_path, episodes, run_dir, device=None, batch=64) -> l
 
 def train_inverse(config: ModelsConfig, stores, run_dir, tokenizer_path=None, forward_path=None, steps=None,
                   finetune_steps=0, use_codes=True, device=None, name="inverse", stop_after=None, progress=True,
-                  task_text=False, text_encoder="minilm", t5_path=None):
+                  task_text=False, text_encoder="minilm", t5_path=None, demo_share=None):
     """``task_text``: condition on the task-text embedding too (with ``use_codes=False``: language-conditioned
-    BC); the embedding width follows the text encoder."""
+    BC); the embedding width follows the text encoder. ``demo_share``: demos (episodes with a task text) make up at
+    least this share of the samples when mixed with play (see :class:`~amplify_core.datasets.InverseSamples`)."""
     inv_cfg = dataclasses.replace(config.inverse, use_codes=use_codes)
     if use_codes and tokenizer_path is None:
         raise ValueError("an inverse model with codes needs --tokenizer (or pass --no-codes for the BC baseline)")
@@ -154,11 +155,13 @@ def train_inverse(config: ModelsConfig, stores, run_dir, tokenizer_path=None, fo
             "codes_from": "tokenizer" if use_codes else None, "stores": [str(p) for p in stores]}
     if texts:
         meta.update(text_encoder=text_encoder, t5_path=t5_path, tasks=sorted(texts))
-    log.info("%s: %d robot episodes, %d samples, codes=%s", name, len(episodes),
-             sum(e.num_frames for e in episodes), use_codes)
     loss = lambda m, b: _module(m).loss(*m(b["images"], b["proprio"], b.get("codes"), b.get("text")),  # noqa: E731
                                         b["actions"])
-    dataset = InverseSamples(episodes, codes, proprio_norm, action_norm, inv_cfg.chunk, texts)
+    dataset = InverseSamples(episodes, codes, proprio_norm, action_norm, inv_cfg.chunk, texts, demo_share)
+    meta["demo_share"], meta["demo_repeats"] = round(dataset.demo_fraction, 4), dataset.demo_repeats
+    log.info("%s: %d robot episodes, %d frames, codes=%s; demos %.0f %% of the samples (each demo frame x%d)", name,
+             len(episodes), sum(e.num_frames for e in episodes), use_codes, 100 * dataset.demo_fraction,
+             dataset.demo_repeats)
     result = train(name, model, dataset, loss, _train_cfg(config.train_inverse, steps), run_dir, meta, device,
                    stop_after=stop_after, progress=progress)
     if use_codes and forward_path and finetune_steps and result.checkpoint is not None:

@@ -31,13 +31,16 @@ def main(argv=None) -> int:
     p.add_argument("--forward", type=Path, default=None, help="forward checkpoint for fine-tuning on its codes")
     p.add_argument("--finetune-steps", type=int, default=0, help="steps of fine-tuning on predicted codes (default 0)")
     p.add_argument("--no-codes", action="store_true", help="train the inverse-only BC baseline")
+    p.add_argument("--demo-share", type=float, default=None,
+                   help="with demos and play data (episodes without a task text) in the stores: repeat the demos' "
+                        "frames until they are at least this share of the samples, e.g. 0.5 (default: no rebalancing)")
     p.add_argument("--name", default=None, help="checkpoint name (default inverse, or bc with --no-codes)")
     args = p.parse_args(argv)
     setup_logging()
     name = args.name or ("bc" if args.no_codes else "inverse")
     result = train_inverse(load_config(args.config), args.store, args.run_dir, args.tokenizer, args.forward,
                            args.steps, args.finetune_steps, not args.no_codes, args.device, name,
-                           progress=not args.quiet)
+                           progress=not args.quiet, demo_share=args.demo_share)
     print(f"{name}: step {result.step}, checkpoint {result.checkpoint}")
     return 0
 
