@@ -82,3 +82,31 @@ def test_lockstep_batched_episodes_equal_one_at_a_time_and_render_only_the_polic
         np.testing.assert_allclose(env.tool0_pose(), finals[k], atol=1e-4)  # the same motion, batch or not
     assert len(batched[0].frames) == 9 and batched[1].frames == []
     assert sorted(batched[0].frames[0]) == sorted(policy.views)
+
+
+@pytest.mark.parametrize("case", ["truncated", "wrong_kind", "no_forward"])
+def test_an_unloadable_policy_ends_the_evaluation_with_one_line_naming_it(tmp_path, case):
+    """Used to hang: the pool's initializer raised and multiprocessing restarted the workers forever."""
+    import subprocess
+    import sys
+
+    from training.benchmark_pipeline import tiny_checkpoints
+
+    ckpt = tiny_checkpoints(tmp_path / "tiny", tasks=TASKS)
+    inverse, forward = ckpt["inverse"], ckpt["forward"]
+    if case == "truncated":
+        inverse = tmp_path / "truncated.pt"
+        data = ckpt["inverse"].read_bytes()
+        inverse.write_bytes(data[:len(data) // 2])
+    elif case == "wrong_kind":
+        inverse = ckpt["tokenizer"]
+    args = ["--controller", "policy", "--inverse", str(inverse), "--text-cache", str(ckpt["text_cache"]),
+            "--tasks", TASKS[0], "--episodes", "2", "--workers", "2", "--max-steps", "3"]
+    if case != "no_forward":
+        args += ["--forward", str(forward)]
+    run = subprocess.run([sys.executable, "-m", "training.evaluate", *args], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2, run.stderr[-2000:]
+    (line,) = [ln for ln in run.stderr.splitlines() if ln.startswith("amplify-evaluate:")]
+    assert str(inverse) in line and ("forward checkpoint is needed" in line if case == "no_forward" else True)
+    assert "Traceback" not in run.stderr

@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class PolicyLoadError(RuntimeError):
+    """The policy could not be built in a worker (a bad checkpoint, a missing forward model, ...)."""
+
+
 def _init_worker(spec: dict) -> None:
     import torch
 
@@ -87,8 +91,14 @@ def _init_worker(spec: dict) -> None:
     if spec["controller"] == "policy":
         from amplify_core.policy import AmplifyPolicy
 
-        _worker["policy"] = AmplifyPolicy(spec["inverse"], spec["forward"], device=spec["device"],
-                                          text_cache=spec["text_cache"])
+        try:
+            _worker["policy"] = AmplifyPolicy(spec["inverse"], spec["forward"], device=spec["device"],
+                                              text_cache=spec["text_cache"])
+        except Exception as exc:
+            # an initializer that raises makes multiprocessing.Pool start a new worker, forever: keep the error
+            # and let the first job carry it to the parent, which stops
+            _worker["error"] = f"{type(exc).__name__}: {exc}"
+            return
         _worker["image_size"] = _worker["policy"].image_shape[1]
     else:
         if spec["suite"]:
@@ -129,6 +139,9 @@ def _run(job: tuple) -> list[dict]:
 
     task, seeds, record = job  # record: the first seed of the group is saved as a GIF
     spec = _worker["spec"]
+    if "error" in _worker:
+        raise PolicyLoadError(f"the policy (--inverse {spec['inverse']}, --forward {spec['forward']}) does not "
+                              f"load: {_worker['error']}")
     if spec["controller"] == "policy":
         envs = [_env(task, slot, True) for slot in range(len(seeds))]
         results = run_policy_episodes(envs, _worker["policy"], seeds, [record and k == 0 for k in range(len(seeds))])
@@ -229,7 +242,10 @@ def _evaluate(args, tasks: list[str], argv) -> int:
                 for rows in pool.imap_unordered(_run, jobs):
                     results.extend(rows)
                     bar.update(len(rows))
-    except Exception as exc:  # a checkpoint that does not load, a policy that refuses the observation, ...
+    except PolicyLoadError as exc:
+        print(f"amplify-evaluate: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a policy that refuses the observation, ...
         print(f"evaluation failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     summary = summarise(results)
