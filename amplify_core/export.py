@@ -5,7 +5,12 @@ Exported graphs (one folder per policy)::
     forward_start.onnx   images (1, V, 3, H, W) uint8, text (1, D) -> logits of code 1, keys, values
     forward_step.onnx    code (1,), position (), keys, values -> logits of the next code, keys, values
     inverse.onnx         images, proprio (1, P) normalised[, codes (1, L)] -> action means (1, chunk, A)
-    policy.json          views, image shape, normalisation statistics, text encoder, code length
+    policy.json          views, image shape, normalisation statistics, text encoder, code length, and the
+                         sha256 of every graph (``files``): a folder that mixes exports is refused at load
+
+An export is all or nothing: everything is written into a hidden sibling folder and checked (``verify``) before
+its files replace those of a previous export in ``out_dir``; a failure before that leaves the previous export as it
+was, and policy.json (replaced last) refuses any graph it did not write.
 
 The caches are stacked over layers, (layers, B, heads, length, head_dim), with a dynamic length axis,
 so greedy decoding costs one small graph call per code.
@@ -15,13 +20,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
 from .checkpoint import load_model
+from .onnx_policy import file_sha256
 
 log = logging.getLogger(__name__)
 class _ForwardStart(nn.Module):
@@ -67,11 +76,40 @@ def _export(module, args, path, input_names, output_names, dynamic_axes=None):
                           dynamic_axes=dynamic_axes, opset_version=17, dynamo=False)
 
 
-@torch.no_grad()
-def export_policy(inverse_path, forward_path, out_dir) -> Path:
-    """Export the forward (start + step) and inverse models of a policy into ``out_dir``."""
+EXPORT_FILES = ("forward_start.onnx", "forward_step.onnx", "inverse.onnx")
+
+
+def export_policy(inverse_path, forward_path, out_dir, verify: Callable[[Path], None] | None = None) -> Path:
+    """Export the forward (start + step) and inverse models of a policy into ``out_dir``, atomically.
+
+    ``verify(folder)`` runs on the complete export before it replaces ``out_dir``; it raises to refuse it."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        _write_policy(inverse_path, forward_path, staging)
+        if verify is not None:
+            verify(staging)
+        # swap file by file (the folder may hold other files of the user's), policy.json last: until it is
+        # replaced, its checksums refuse the new graphs, so even a crash in here leaves no folder that loads mixed
+        out.mkdir(exist_ok=True)
+        for name in EXPORT_FILES:
+            if not (staging / name).exists():
+                (out / name).unlink(missing_ok=True)  # e.g. forward graphs of an earlier AMPLIFY export
+        for name in sorted(p.name for p in staging.iterdir()):
+            if name != "policy.json":
+                os.replace(staging / name, out / name)
+        os.replace(staging / "policy.json", out / "policy.json")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("exported policy to %s", out)
+    return out
+
+
+@torch.no_grad()
+def _write_policy(inverse_path, forward_path, out: Path) -> None:
     inverse, inv_meta = load_model(inverse_path, "inverse")
     if inverse.config.text_dim:
         raise ValueError(f"{inverse_path}: a task-text-conditioned inverse model (a language-conditioned BC "
@@ -102,6 +140,5 @@ def export_policy(inverse_path, forward_path, out_dir) -> Path:
                     tokenizer=fwd_meta.get("tokenizer"))
     else:
         _export(_Inverse(inverse, False), (images, proprio), out / "inverse.onnx", ["images", "proprio"], ["actions"])
+    meta["files"] = {p.name: file_sha256(p) for p in sorted(out.glob("*.onnx"))}
     (out / "policy.json").write_text(json.dumps(meta, indent=2))
-    log.info("exported policy to %s", out)
-    return out

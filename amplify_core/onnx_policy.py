@@ -10,6 +10,7 @@ they fight for the cores: one tiny-config policy step took 22-25 ms that way, 9-
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -20,6 +21,14 @@ from .normalization import Normalizer
 
 log = logging.getLogger(__name__)
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def shared_thread_pool_options(threads: int | None):
@@ -61,8 +70,20 @@ class OnnxPolicy:
         options = shared_thread_pool_options(threads)
         self.providers = providers()
 
+        files = self.meta.get("files")
+        if files is None:
+            log.warning("%s: policy.json lists no graph checksums (an export older than the check); cannot tell "
+                        "whether its graphs belong together: export it again", self.dir)
+
         def session(name):
-            return ort.InferenceSession(str(self.dir / name), options, providers=self.providers)
+            path = self.dir / name
+            if files is not None:
+                if name not in files or not path.is_file():
+                    raise ValueError(f"{path}: missing from this export (policy.json lists {sorted(files)})")
+                if file_sha256(path) != files[name]:
+                    raise ValueError(f"{path}: not the graph this export wrote (its sha256 differs from "
+                                     f"{meta_path}): the folder mixes exports; export the policy again")
+            return ort.InferenceSession(str(path), options, providers=self.providers)
 
         unknown = set(parts) - {"forward", "inverse"}
         if unknown:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from amplify_core.checkpoint import save_checkpoint
+from amplify_core.checkpoint import load_model, save_checkpoint
 from amplify_core.configs import ForwardConfig, InverseConfig, VisionConfig
 from amplify_core.export import export_policy
 from amplify_core.onnx_policy import OnnxPolicy, providers
@@ -96,3 +96,41 @@ def test_policy_benchmark_prints_every_runtime_its_ratios_and_the_breakdown():
     assert "each runtime in its own process" in out
     assert "decoding step" in out and "if the decoding steps cost nothing" in out and "MB of decoder weights once" in out
     assert "tiny step <= 25 ms: onnxruntime" in out and "onnxruntime >= 1.5x over eager (KV cache), tiny" in out
+
+
+def test_an_export_that_fails_leaves_the_previous_one_and_a_mixed_folder_is_refused(checkpoints, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    d, _, _ = checkpoints
+    out = tmp_path / "onnx"
+    (tmp_path / "onnx").mkdir()
+    (out / "notes.txt").write_text("the user's own file")  # exports share the folder with other files
+    export_policy(d / "inverse.pt", d / "forward.pt", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = tmp_path / "bad_forward.pt"
+    bad.write_bytes((d / "forward.pt").read_bytes()[:1000])  # truncated
+    run = subprocess.run([sys.executable, "-m", "training.export_onnx", "--inverse", str(d / "inverse.pt"),
+                          "--forward", str(bad), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert str(bad) in line and "left as it was" in line
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing replaced, nothing half-written
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".onnx.")]  # the staging folder is gone
+    OnnxPolicy(out)  # still the complete previous export
+
+    # a folder whose graphs come from two exports: refused at load, naming the graph
+    other = tmp_path / "other"
+    export_policy(d / "inverse.pt", d / "forward.pt", other)
+    torch.manual_seed(5)
+    inv2 = load_model(d / "inverse.pt", "inverse")
+    for p in inv2[0].parameters():
+        p.data.add_(0.01)
+    save_checkpoint(tmp_path / "inverse2.pt", inv2[0], inv2[1])
+    export_policy(tmp_path / "inverse2.pt", d / "forward.pt", other)
+    shutil.copy(other / "inverse.onnx", out / "inverse.onnx")
+    with pytest.raises(ValueError, match=r"inverse.onnx: not the graph this export wrote .* mixes exports"):
+        OnnxPolicy(out)
+    OnnxPolicy(out, parts=("forward",))  # the forward graphs are still this export's own
+    assert (out / "notes.txt").read_text() == "the user's own file"
