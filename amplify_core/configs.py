@@ -8,8 +8,12 @@ config it was trained with, so a model is always rebuilt exactly (see ``amplify_
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -265,15 +269,87 @@ _SECTIONS = {
 }
 
 
+# The range of every numeric field, by name (the same rule wherever the name occurs); types come from the
+# dataclass annotations. A value breaking either is refused with the file, the key, the value and the rule.
+_POSITIVE = ("num_points", "horizon", "hidden", "layers", "heads", "decoder_layers", "num_classes", "train_points",
+             "image_size", "width", "stages", "action_dim", "proprio_dim", "chunk", "steps", "batch_size",
+             "grad_accumulation", "checkpoint_every", "log_every")
+_NON_NEGATIVE = ("random_shift", "warmup_steps", "seed", "num_workers", "text_dim", "weight_decay",
+                 "moving_point_bias")
+_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    **{name: ("must be >= 1", lambda v: v >= 1) for name in _POSITIVE},
+    **{name: ("must be >= 0", lambda v: v >= 0) for name in _NON_NEGATIVE},
+    "dropout": ("must be in [0, 1)", lambda v: 0 <= v < 1),
+    "gamma": ("must be in (0, 1]", lambda v: 0 < v <= 1),
+    "lr": ("must be > 0", lambda v: v > 0),
+    "grad_clip": ("must be > 0 (the largest gradient norm)", lambda v: v > 0),
+    "fixed_std": ("must be > 0 (or null to learn it)", lambda v: v > 0),
+    "fsq_levels": ("every level must be >= 2 (values per FSQ dimension)", lambda v: v >= 2),
+    "view_weights": ("every weight must be > 0", lambda v: v > 0),
+}
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _check_value(value, hint, key: str, where: str):
+    """Check ``value`` against the annotation ``hint``; returns the value (an int given for a float as a float)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    bad = lambda rule: ConfigError(f"{where}.{key} = {value!r}: {rule}")  # noqa: E731
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _check_value(value, inner, key, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise bad(f"must be a list of {_type_name(args[0])}")
+        try:
+            return [_check_value(v, args[0], key, where) for v in value]
+        except ConfigError as exc:  # name the whole list, then the rule
+            raise bad(str(exc).split(": ", 2)[-1]) from None
+    if dataclasses.is_dataclass(hint):
+        return value if isinstance(value, hint) else from_dict(hint, value, f"{where}.{key}")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise bad("must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("must be an integer")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("must be a number (YAML reads 1e-3 as text: write 1.0e-3)" if isinstance(value, str)
+                      else "must be a number")
+        value = float(value)
+        if not math.isfinite(value):
+            raise bad("must be finite")
+    elif hint is str:
+        if not isinstance(value, str):
+            raise bad("must be a string")
+        return value
+    rule = _RANGES.get(key)
+    if rule is not None and not rule[1](value):
+        raise bad(rule[0])
+    return value
+
+
 def from_dict(cls, data: dict, where: str):
-    """Build dataclass ``cls`` from ``data``, refusing unknown keys with their location."""
+    """Build dataclass ``cls`` from ``data``: unknown keys, wrong types and out-of-range values are refused with
+    their location (``where``: the file and the section)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known keys: {sorted(known)}")
-    return cls(**data)
+    hints = typing.get_type_hints(cls)
+    values = {key: _check_value(value, hints[key], key, where) for key, value in data.items()}
+    try:
+        return cls(**values)
+    except ConfigError as exc:  # the cross-field rules of __post_init__
+        raise ConfigError(f"{where.split(': ', 1)[0]}: {exc}") from None
 
 
 def models_config_from_dict(data: dict, where: str = "config") -> ModelsConfig:

@@ -206,3 +206,56 @@ def test_inverse_samples_repeat_the_demos_up_to_their_share_beside_play():
     assert InverseSamples(episodes[:1], None, norm, norm, 4, demo_share=0.5).demo_repeats == 1
     with pytest.raises(ValueError, match="demo_share must be in"):
         InverseSamples(episodes, None, norm, norm, 4, demo_share=1.0)
+
+
+@pytest.mark.parametrize("section,key,value,rule", [
+    ("train_inverse", "grad_clip", -1.0, "must be > 0"),  # used to train with flipped gradients, silently
+    ("inverse", "hidden", "128", "must be an integer"),
+    ("train_forward", "lr", "1e-3", "must be a number (YAML reads 1e-3 as text"),
+    ("inverse", "dropout", -0.1, "must be in [0, 1)"),
+    ("tokenizer", "fsq_levels", [8, 1, 5], "every level must be >= 2"),
+    ("inverse", "chunk", 0, "must be >= 1"),
+    ("train_tokenizer", "weight_decay", -0.5, "must be >= 0"),
+    ("train_tokenizer", "amp", "yes", "must be true or false"),
+    ("tokenizer", "views", "front", "must be a list of str"),
+    ("train_forward", "lr", float("inf"), "must be finite"),
+])
+def test_every_config_value_is_type_and_range_checked_naming_file_key_value_and_rule(tmp_path, section, key, value,
+                                                                                       rule):
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({section: {key: value}}))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: {section}.{key} = {value!r}: {rule}"), str(caught.value)
+
+
+def test_nested_and_cross_field_config_errors_name_the_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("forward:\n  vision: {image_size: '96'}\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: forward.vision.image_size = '96': must be an integer$"):
+        load_config(path)
+    path.write_text("inverse:\n  hidden: 30\n  heads: 4\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: inverse.hidden \(30\) must be a positive multiple"):
+        load_config(path)
+    path.write_text("train_inverse:\n  lr: 2\n  grad_clip: 3\n")  # integers where numbers are asked: fine
+    assert load_config(path).train_inverse.lr == 2.0
+
+
+@pytest.mark.parametrize("module", ["train_tokenizer", "train_forward", "train_inverse", "train_all"])
+def test_training_commands_answer_bad_input_with_one_line_and_exit_2(tmp_path, module):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train_inverse: {grad_clip: -1.0}\ntrain_forward: {grad_clip: -1.0}\n"
+                   "train_tokenizer: {grad_clip: -1.0}\n")
+    store = tmp_path / "empty_store"
+    store.mkdir()
+    stores = ["--videos", str(store), "--robot", str(store)] if module == "train_all" else ["--store", str(store)]
+    missing = f"{tmp_path / 'tok.pt'}: no such file" if module == "train_forward" else f"{store}: no episode files"
+    for config, expected in ((str(bad), f"{bad}: train_"), ("tiny", missing)):
+        extra = {"train_forward": ["--tokenizer", str(tmp_path / "tok.pt")], "train_inverse": ["--no-codes"]}.get(
+            module, [])
+        run = subprocess.run([sys.executable, "-m", f"training.{module}", "--config", config, "--run-dir",
+                              str(tmp_path / "run"), *stores, *extra], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2, run.stderr[-1500:]
+        assert "Traceback" not in run.stderr
+        (line,) = [ln for ln in run.stderr.splitlines() if ln.startswith("amplify-")]
+        assert expected in line, line

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
+import sys
 from pathlib import Path
 
 
@@ -46,3 +48,22 @@ def pin_cpu(cpu: int) -> str:
         raise SystemExit(f"--cpu {cpu}: this process may only run on cores {sorted(os.sched_getaffinity(0))}")
     os.sched_setaffinity(0, {cpu})
     return f"pinned to core {cpu}"
+
+
+def input_errors_as_one_line(prog: str):
+    """Decorator for a command's ``main``: bad input (a config value, an episode store, a checkpoint, a missing
+    file) ends it with one line on stderr and exit status 2; anything else is a bug and keeps its traceback."""
+    from amplify_core.checkpoint import CheckpointError
+    from amplify_core.configs import ConfigError
+    from amplify_core.episodes import EpisodeError
+
+    def wrap(main):
+        @functools.wraps(main)
+        def run(argv=None) -> int:
+            try:
+                return main(argv)
+            except (ConfigError, EpisodeError, CheckpointError, FileNotFoundError) as exc:
+                print(f"{prog}: {exc}", file=sys.stderr)
+                return 2
+        return run
+    return wrap

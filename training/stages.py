@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from amplify_core.checkpoint import load_model
-from amplify_core.configs import ModelsConfig, TrainConfig
+from amplify_core.configs import ConfigError, ModelsConfig, TrainConfig
 from amplify_core.datasets import ForwardSamples, InverseSamples, TrackSamples, TrackWindows, encode_codes, load_episodes
+from amplify_core.episodes import EpisodeError
 from amplify_core.forward_dynamics import ForwardDynamics
 from amplify_core.inverse_dynamics import InverseDynamics
 from amplify_core.normalization import Normalizer
@@ -62,7 +63,7 @@ def _text_table(episodes, run_dir: Path, text_encoder: str, t5_path: str | None)
 def _image_shape(episodes) -> list[int]:
     shapes = {tuple(e.frames.shape[2:]) for e in episodes}  # (3, H, W) of every view
     if len(shapes) != 1:
-        raise ValueError(f"episodes have different image shapes {sorted(shapes)}; use one camera resolution")
+        raise EpisodeError(f"episodes have different image shapes {sorted(shapes)}; use one camera resolution")
     return list(shapes.pop())
 
 
@@ -75,7 +76,7 @@ def train_forward(config: ModelsConfig, stores, run_dir, tokenizer_path, steps=N
     texts = _text_table(episodes, run_dir, text_encoder, t5_path)
     text_dim = len(next(iter(texts.values())))
     if text_dim != config.forward.text_dim:
-        raise ValueError(f"forward.text_dim is {config.forward.text_dim} but the {text_encoder} encoder gives "
+        raise ConfigError(f"forward.text_dim is {config.forward.text_dim} but the {text_encoder} encoder gives "
                          f"{text_dim}-d embeddings")
     seed_everything(config.train_forward.seed)
     model = ForwardDynamics(config.forward, len(views), tokenizer.config.codebook_size, tokenizer.config.code_length)
@@ -130,13 +131,13 @@ def train_inverse(config: ModelsConfig, stores, run_dir, tokenizer_path=None, fo
     least this share of the samples when mixed with play (see :class:`~amplify_core.datasets.InverseSamples`)."""
     inv_cfg = dataclasses.replace(config.inverse, use_codes=use_codes)
     if use_codes and tokenizer_path is None:
-        raise ValueError("an inverse model with codes needs --tokenizer (or pass --no-codes for the BC baseline)")
+        raise ConfigError("an inverse model with codes needs --tokenizer (or pass --no-codes for the BC baseline)")
     views = load_model(tokenizer_path, "tokenizer")[1]["views"] if tokenizer_path else config.tokenizer.views
     episodes = load_episodes(stores, views, images=True, tracks=use_codes, need_actions=True)
     proprio_norm = Normalizer.fit(np.concatenate([e.state for e in episodes]))
     action_norm = Normalizer.fit(np.concatenate([e.actions for e in episodes]))
     if proprio_norm.dim != inv_cfg.proprio_dim or action_norm.dim != inv_cfg.action_dim:
-        raise ValueError(f"data has proprio {proprio_norm.dim} / actions {action_norm.dim} dims, the config "
+        raise ConfigError(f"data has proprio {proprio_norm.dim} / actions {action_norm.dim} dims, the config "
                          f"expects {inv_cfg.proprio_dim} / {inv_cfg.action_dim}")
     codes = None
     codebook, code_length = config.tokenizer.codebook_size, config.tokenizer.code_length

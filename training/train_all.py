@@ -15,10 +15,11 @@ from pathlib import Path
 
 from amplify_core.configs import load_config
 
-from .cli_common import parser, setup_logging
+from .cli_common import parser, setup_logging, input_errors_as_one_line
 from .stages import train_forward, train_inverse, train_tokenizer
 
 
+@input_errors_as_one_line("amplify-train-all")
 def main(argv=None) -> int:
     p = parser("amplify-train-all", __doc__)
     p.add_argument("--videos", type=Path, nargs="+", required=True, help="stores for the tokenizer and forward model")

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from amplify_core.configs import load_config
 
-from .cli_common import add_stores, parser, setup_logging
+from .cli_common import add_stores, parser, setup_logging, input_errors_as_one_line
 from .stages import train_inverse
 
 
+@input_errors_as_one_line("amplify-train-inverse")
 def main(argv=None) -> int:
     p = parser("amplify-train-inverse", __doc__)
     add_stores(p, "robot episodes with actions")

@@ -14,10 +14,11 @@ import sys
 
 from amplify_core.configs import load_config
 
-from .cli_common import add_stores, parser, setup_logging
+from .cli_common import add_stores, parser, setup_logging, input_errors_as_one_line
 from .stages import train_tokenizer
 
 
+@input_errors_as_one_line("amplify-train-tokenizer")
 def main(argv=None) -> int:
     p = parser("amplify-train-tokenizer", __doc__)
     add_stores(p, "any embodiment")
