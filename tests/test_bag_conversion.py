@@ -504,3 +504,12 @@ def test_missing_task_or_embodiment_names_the_flag(tmp_path):
     r = convert_directory(tmp_path / "bags", tmp_path / "out2", settings, default_embodiment="robot",
                           default_task="wave").results[0]
     assert r.status == "skipped" and "missing topic(s) /joint_states, /ur5/command" in r.reason
+
+
+@pytest.mark.parametrize("fps", ["inf", "nan", "-20", "0"])
+def test_an_impossible_fps_is_a_settings_error_not_a_corrupt_bag(tmp_path, capsys, fps):
+    (tmp_path / "bags").mkdir()
+    assert main([str(tmp_path / "bags"), str(tmp_path / "out"), "--fps", fps]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fps must be a positive finite number" in err[0] and "corrupt" not in err[0]
+    assert not (tmp_path / "out").exists()

@@ -136,3 +136,19 @@ def test_torchrun_ranks_split_the_store(store):
     assert shard0["num_shards"] == shard1["num_shards"] == 2
     assert sorted(shard0["done"] + shard1["done"]) == ["ep_000.h5", "ep_001.h5", "ep_002.h5"]
     assert len(list(store.glob("*.tracks.h5"))) == 3
+
+
+@pytest.mark.parametrize("text,message", [
+    ("target_fps: -20\n", "target_fps = -20: must be a positive finite number"),
+    ("target_fps: .inf\n", "target_fps = inf: must be a positive finite number"),
+    ("horizon: '16'\n", "horizon = '16': must be an integer >= 2"),
+    ("tracker: cotraker\n", "tracker = 'cotraker': must be lucas_kanade"),
+])
+def test_impossible_preprocessing_settings_are_refused_before_any_track_is_written(store, tmp_path, text, message):
+    config = tmp_path / "tracks.yaml"
+    config.write_text(text)
+    run = subprocess.run([sys.executable, "-m", "training.preprocess_tracks", str(store), "--config", str(config)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert run.stderr.strip().startswith(f"--config {config}: {message}"), run.stderr
+    assert not list(store.glob("*.tracks.h5"))

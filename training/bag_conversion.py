@@ -141,8 +141,8 @@ def load_settings(config: str | Path | None = None, overrides: dict | None = Non
 
 
 def validate_settings(s: dict) -> None:
-    if not (isinstance(s["fps"], (int, float)) and s["fps"] > 0):
-        raise SettingsError(f"fps must be a positive number, got {s['fps']!r}")
+    if not (isinstance(s["fps"], (int, float)) and not isinstance(s["fps"], bool) and 0 < s["fps"] < math.inf):
+        raise SettingsError(f"fps must be a positive finite number (Hz), got {s['fps']!r}")
     if s["action_source"] not in ("command", "measured"):
         raise SettingsError(f"action_source must be 'command' or 'measured', got {s['action_source']!r}")
     if s["state_sampling"] not in ("interpolate", "newest"):

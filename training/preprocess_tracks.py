@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -75,6 +76,17 @@ def load_settings(args: argparse.Namespace) -> dict:
     for key in ("tracker", "horizon", "target_fps"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
+    where = f"--config {args.config}" if args.config is not None else "settings"
+    fps, horizon = settings["target_fps"], settings["horizon"]
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < math.inf:
+        raise SystemExit(f"{where}: target_fps = {fps!r}: must be a positive finite number (Hz)")
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 2:
+        raise SystemExit(f"{where}: horizon = {horizon!r}: must be an integer >= 2 (steps per track)")
+    if settings["tracker"] not in ("lucas_kanade", "cotracker", "ground_truth"):
+        raise SystemExit(f"{where}: tracker = {settings['tracker']!r}: must be lucas_kanade, cotracker or "
+                         f"ground_truth")
+    if not isinstance(settings["lucas_kanade"], dict):
+        raise SystemExit(f"{where}: lucas_kanade = {settings['lucas_kanade']!r}: must be a mapping")
     return settings
 
 
