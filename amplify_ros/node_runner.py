@@ -6,7 +6,6 @@ from typing import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.signals import uninstall_signal_handlers
 
@@ -26,7 +25,7 @@ def run_node(make_node: Callable[[], Node], args=None, threads: int = 1,
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (_rclpy.RCLError, RuntimeError):
+    except RuntimeError:  # rclpy's RCLError is one, and so is pybind11's conversion error
         # rclpy's SIGINT/SIGTERM handler shuts the context down asynchronously: a callback publishing at that
         # moment, the executor building its next wait set, or a node still being constructed then fails with
         # "context is invalid" (3 of 15 SIGTERMs to a node with a 1 kHz timer). That is the requested shutdown,
