@@ -78,7 +78,11 @@ INPUT_TYPES: dict[str, str] = {
 
 
 class ProtocolError(RuntimeError):
-    """The peer sent something that is not valid RTDE."""
+    """The peer sent something that is not valid RTDE and the stream cannot be followed any more."""
+
+
+class MalformedMessage(ValueError):
+    """One well-framed message with bad content (wrong size for its recipe, unknown recipe): it is ignored."""
 
 
 class Recipe:
@@ -102,6 +106,9 @@ class Recipe:
         return self.struct.pack(*flat)
 
     def unpack(self, payload: bytes) -> dict:
+        if len(payload) != self.struct.size:
+            raise MalformedMessage(f"data package of {len(payload)} bytes for input recipe {self.id}, which "
+                                   f"packs {self.struct.size} ({len(self.names)} variables)")
         flat = self.struct.unpack(payload)[1:]
         out, i = {}, 0
         for name, kind in zip(self.names, self.types):

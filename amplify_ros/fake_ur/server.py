@@ -45,6 +45,7 @@ class _RtdeSession:
         self.output_every = 1
         self.inputs: dict[int, rp.Recipe] = {}
         self.started = False
+        self.malformed = 0  # messages logged and ignored
         self.send_lock = threading.Lock()
 
     def send(self, kind: int, payload: bytes = b"") -> None:
@@ -66,6 +67,7 @@ class FakeURServer:
         self._listeners: list[socket.socket] = []
         self._clients: set[socket.socket] = set()
         self._sessions: list[_RtdeSession] = []
+        self.malformed_messages = 0  # RTDE messages logged and ignored, over all sessions
         self._lock = threading.Lock()
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -145,11 +147,27 @@ class FakeURServer:
                     self._sessions.remove(session)
 
     def _handle_rtde(self, s: _RtdeSession, kind: int, payload: bytes, arrival: float) -> None:
+        """One message. Malformed input is logged and answered where the protocol has an answer (a failed
+        setup); it never ends the session, as a real controller keeps talking to a client that erred once."""
+        try:
+            self._dispatch_rtde(s, kind, payload, arrival)
+        except (rp.MalformedMessage, struct.error, UnicodeDecodeError, IndexError) as exc:
+            s.malformed += 1
+            self.malformed_messages += 1
+            log.warning("RTDE: malformed %r message (%d bytes) ignored: %s", chr(kind), len(payload), exc)
+            if kind in (rp.SETUP_OUTPUTS, rp.SETUP_INPUTS):
+                s.send(kind, struct.pack(">B", 0))  # recipe id 0: setup failed
+        except Exception:  # a bug of the fake: say so loudly, but keep serving the client
+            log.exception("RTDE: the fake controller failed on a %r message", chr(kind))
+
+    def _dispatch_rtde(self, s: _RtdeSession, kind: int, payload: bytes, arrival: float) -> None:
         if kind == rp.REQUEST_PROTOCOL_VERSION:
             s.send(kind, struct.pack(">B", 1))
         elif kind == rp.GET_URCONTROL_VERSION:
             s.send(kind, struct.pack(">IIII", *self.version))
         elif kind == rp.SETUP_OUTPUTS:
+            if len(payload) < 8:
+                raise rp.MalformedMessage("an output setup starts with the frequency (8-byte double)")
             (frequency,) = struct.unpack(">d", payload[:8])
             names = [n for n in payload[8:].decode().split(",") if n]
             recipe = rp.Recipe(1, names, rp.OUTPUT_TYPES)
@@ -177,7 +195,7 @@ class FakeURServer:
         elif kind == rp.DATA_PACKAGE:
             recipe = s.inputs.get(payload[0]) if payload else None
             if recipe is None:
-                raise rp.ProtocolError(f"data package for unknown input recipe {payload[:1]!r}")
+                raise rp.MalformedMessage(f"data package for unknown input recipe {payload[:1]!r}")
             self.controller.apply_inputs(recipe.unpack(payload), arrival)
         else:
             log.warning("unhandled RTDE message type %r", chr(kind))
@@ -185,10 +203,14 @@ class FakeURServer:
     def _tick_loop(self) -> None:
         """Advance the model and stream data packages at the controller's rate, on a monotonic clock."""
         period = 1.0 / self.controller.frequency
-        next_time = time.monotonic()
+        next_time = last = time.monotonic()
         tick = 0
         while not self._stop.is_set():
-            self.controller.tick(period)
+            now = time.monotonic()
+            # the time that really passed (a late tick moves the arm further), so that speeds hold in wall-clock
+            # time on a loaded machine; capped so a long stall does not jump
+            self.controller.tick(min(max(now - last, 0.25 * period), 4.0 * period))
+            last = now
             with self._lock:
                 sessions = [s for s in self._sessions if s.started and s.output is not None]
             if sessions:
@@ -280,7 +302,9 @@ class FakeURServer:
                     "tcp_pose": c.robot_pose().tolist(), "digital_out": c.digital_out,
                     "last_servo": list(c.servo_log[-1][2]) if c.servo_log else None,
                     "last_servo_received": c.servo_log[-1][0] if c.servo_log else None,
-                    "stop_received": c.stop_received, "at_rest_since": c.at_rest_since}
+                    "stop_received": c.stop_received, "at_rest_since": c.at_rest_since,
+                    "last_error": c.last_error,
+                    "malformed_messages": self.malformed_messages}
 
     def take_servo_log(self) -> list:
         """Every servoJ/servoL received since the last call, as [monotonic time, name, 6 targets], then cleared.
