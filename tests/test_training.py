@@ -259,3 +259,52 @@ def test_training_commands_answer_bad_input_with_one_line_and_exit_2(tmp_path, m
         assert "Traceback" not in run.stderr
         (line,) = [ln for ln in run.stderr.splitlines() if ln.startswith("amplify-")]
         assert expected in line, line
+
+
+def test_resuming_a_training_state_of_another_kind_or_config_names_the_file_and_the_change(robot_store,
+                                                                                           config_file, tmp_path):
+    config = load_config(config_file)
+    run_dir = tmp_path / "run"
+    train_tokenizer(config, [robot_store], run_dir, stop_after=2, progress=False)
+    state = run_dir / "checkpoints" / "tokenizer_last.pt"
+    changed = TEST_CONFIG | {"tokenizer": TEST_CONFIG["tokenizer"] | {"hidden": 48}}
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(changed))
+    with pytest.raises(CheckpointError) as err:
+        train_tokenizer(load_config(other), [robot_store], run_dir, progress=False)
+    message = str(err.value)
+    assert str(state) in message and "config.hidden: 32 -> 48" in message and "another --run-dir" in message
+    assert len(message) < 400  # not a raw state-dict dump
+    # a training state of another kind under this name
+    from training.stages import train_inverse
+    train_inverse(config, [robot_store], tmp_path / "bc", use_codes=False, name="bc", stop_after=1, progress=False)
+    state.write_bytes((tmp_path / "bc" / "checkpoints" / "bc_last.pt").read_bytes())
+    with pytest.raises(CheckpointError, match="training state of a 'inverse' model, this run trains a 'tokenizer'"):
+        train_tokenizer(config, [robot_store], run_dir, progress=False)
+
+
+def test_steps_zero_is_refused_not_read_as_the_configs_count(robot_store, config_file, tmp_path):
+    with pytest.raises(ConfigError, match="--steps 0: must be a positive number"):
+        train_tokenizer(load_config(config_file), [robot_store], tmp_path / "run", steps=0, progress=False)
+    assert not (tmp_path / "run").exists()
+    r = subprocess.run([sys.executable, "-m", "training.train_tokenizer", "--store", str(robot_store), "--run-dir",
+                        str(tmp_path / "run"), "--config", str(config_file), "--steps", "0"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--steps: 0 is not a positive count" in r.stderr, r.stderr[-800:]
+    assert not (tmp_path / "run").exists()
+
+
+def test_finetuning_inputs_are_checked_before_the_inverse_training_runs(trained, robot_store, config_file, tmp_path):
+    from training.stages import train_inverse
+    config = load_config(config_file)
+    run_dir = tmp_path / "run"
+    tokenizer = trained / "tokenizer.pt"
+    with pytest.raises(CheckpointError, match="is a 'tokenizer' checkpoint, expected 'forward'"):
+        train_inverse(config, [robot_store], run_dir, tokenizer, forward_path=tokenizer, finetune_steps=2,
+                      progress=False)
+    with pytest.raises(ConfigError, match="--finetune-steps 2 needs --forward"):
+        train_inverse(config, [robot_store], run_dir, tokenizer, finetune_steps=2, progress=False)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        train_inverse(config, [robot_store], run_dir, tokenizer, forward_path=tmp_path / "nope.pt", finetune_steps=2,
+                      progress=False)
+    assert not (run_dir / "checkpoints").exists()  # no step was trained before the refusal

@@ -18,10 +18,19 @@ def parser(prog: str, doc: str) -> argparse.ArgumentParser:
                         "(default tiny)")
     p.add_argument("--run-dir", type=Path, required=True,
                    help="where checkpoints, TensorBoard logs and caches go; re-running resumes there")
-    p.add_argument("--steps", type=int, default=None, help="override the config's number of optimizer steps")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="override the config's number of optimizer steps (a positive count)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse turns the ValueError into a one-line usage error)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive count")
+    return value
 
 
 def add_stores(p: argparse.ArgumentParser, what: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amplify_core.checkpoint import load_model
+from amplify_core.checkpoint import load_model, read_checkpoint
 from amplify_core.configs import ConfigError, ModelsConfig, TrainConfig
 from amplify_core.datasets import ForwardSamples, InverseSamples, TrackSamples, TrackWindows, encode_codes, load_episodes
 from amplify_core.episodes import EpisodeError
@@ -33,7 +33,12 @@ log = logging.getLogger(__name__)
 
 
 def _train_cfg(cfg: TrainConfig, steps: int | None) -> TrainConfig:
-    return dataclasses.replace(cfg, steps=steps) if steps else cfg
+    """The stage's training settings with ``steps`` (when given: a positive count) in place of the config's."""
+    if steps is None:
+        return cfg
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"--steps {steps!r}: must be a positive number of optimizer steps")
+    return dataclasses.replace(cfg, steps=steps)
 
 
 def train_tokenizer(config: ModelsConfig, stores, run_dir, steps=None, device=None, stop_after=None,
@@ -123,6 +128,26 @@ def predicted_codes(forward_path, episodes, run_dir, device=None, batch=64) -> l
     return out
 
 
+def _check_finetuning(forward_path, finetune_steps, use_codes, tokenizer_path) -> None:
+    """Everything the fine-tuning stage needs, checked BEFORE the inverse training it follows runs."""
+    if isinstance(finetune_steps, bool) or not isinstance(finetune_steps, int) or finetune_steps < 0:
+        raise ConfigError(f"--finetune-steps {finetune_steps!r}: must be 0 (no fine-tuning) or a positive count")
+    if finetune_steps and not use_codes:
+        raise ConfigError("--finetune-steps fine-tunes on the forward model's codes; the BC baseline (--no-codes) "
+                          "has none")
+    if finetune_steps and forward_path is None:
+        raise ConfigError(f"--finetune-steps {finetune_steps} needs --forward (the model whose codes it trains on)")
+    if forward_path is None or not use_codes:
+        return
+    forward = read_checkpoint(forward_path, "forward")
+    tokenizer = load_model(tokenizer_path, "tokenizer")[0].config
+    ours = (tokenizer.codebook_size, tokenizer.code_length)
+    theirs = (forward["model_args"]["codebook_size"], forward["model_args"]["code_length"])
+    if ours != theirs:
+        raise ConfigError(f"--forward {forward_path}: predicts codes of (codebook, length) {theirs}, the tokenizer "
+                          f"{tokenizer_path} makes {ours}; train both from the same tokenizer")
+
+
 def train_inverse(config: ModelsConfig, stores, run_dir, tokenizer_path=None, forward_path=None, steps=None,
                   finetune_steps=0, use_codes=True, device=None, name="inverse", stop_after=None, progress=True,
                   task_text=False, text_encoder="minilm", t5_path=None, demo_share=None):
@@ -132,6 +157,8 @@ def train_inverse(config: ModelsConfig, stores, run_dir, tokenizer_path=None, fo
     inv_cfg = dataclasses.replace(config.inverse, use_codes=use_codes)
     if use_codes and tokenizer_path is None:
         raise ConfigError("an inverse model with codes needs --tokenizer (or pass --no-codes for the BC baseline)")
+    train_cfg = _train_cfg(config.train_inverse, steps)
+    _check_finetuning(forward_path, finetune_steps, use_codes, tokenizer_path)
     views = load_model(tokenizer_path, "tokenizer")[1]["views"] if tokenizer_path else config.tokenizer.views
     episodes = load_episodes(stores, views, images=True, tracks=use_codes, need_actions=True)
     proprio_norm = Normalizer.fit(np.concatenate([e.state for e in episodes]))
@@ -163,7 +190,7 @@ def train_inverse(config: ModelsConfig, stores, run_dir, tokenizer_path=None, fo
     log.info("%s: %d robot episodes, %d frames, codes=%s; demos %.0f %% of the samples (each demo frame x%d)", name,
              len(episodes), sum(e.num_frames for e in episodes), use_codes, 100 * dataset.demo_fraction,
              dataset.demo_repeats)
-    result = train(name, model, dataset, loss, _train_cfg(config.train_inverse, steps), run_dir, meta, device,
+    result = train(name, model, dataset, loss, train_cfg, run_dir, meta, device,
                    stop_after=stop_after, progress=progress)
     if use_codes and forward_path and finetune_steps and result.checkpoint is not None:
         # paper Sec. 3.4: fine-tune on the codes the (frozen) forward model predicts. Play (no task text) has no

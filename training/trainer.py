@@ -13,6 +13,7 @@ uninterrupted one (tested).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -28,7 +29,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from amplify_core.checkpoint import read_checkpoint, save_checkpoint
+from amplify_core.checkpoint import CheckpointError, kind_of, model_args, read_checkpoint, save_checkpoint
 from amplify_core.configs import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,40 @@ class TrainResult:
     checkpoint: Path | None = None
 
 
+def resumable_state(path: Path, model: torch.nn.Module) -> dict:
+    """The training state in ``path`` if it continues THIS model: same kind, config and constructor arguments.
+
+    Raises CheckpointError naming the file and every difference (a changed config would otherwise surface as a
+    raw state-dict size mismatch), so the user can delete it or pick another run directory."""
+    payload = read_checkpoint(path)
+    hint = "delete it to start over, or use another --run-dir"
+    if payload["kind"] != kind_of(model):
+        raise CheckpointError(f"checkpoint {path}: is the training state of a {payload['kind']!r} model, this run "
+                              f"trains a {kind_of(model)!r} model; {hint}")
+    if payload.get("train_state") is None:
+        raise CheckpointError(f"checkpoint {path}: has no training state (a final checkpoint?); {hint}")
+    ours = {**{f"config.{k}": v for k, v in dataclasses.asdict(model.config).items()},
+            **{f"model_args.{k}": v for k, v in model_args(model).items()}}
+    theirs = {**{f"config.{k}": v for k, v in payload["config"].items()},
+              **{f"model_args.{k}": v for k, v in payload["model_args"].items()}}
+    changed = [f"{k}: {_short(theirs.get(k))} -> {_short(ours.get(k))}" for k in sorted(set(ours) | set(theirs))
+               if _plain(ours.get(k)) != _plain(theirs.get(k))]
+    if changed:
+        raise CheckpointError(f"checkpoint {path}: was made with another configuration ({'; '.join(changed)}); "
+                              f"{hint}")
+    return payload
+
+
+def _plain(v):
+    """Tuples and lists compare equal (a config loaded from YAML has lists, a dataclass default may have tuples)."""
+    return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def train(
     name: str,
     model: torch.nn.Module,
@@ -140,7 +175,7 @@ def train(
     state_path = run_dir / "checkpoints" / f"{name}_last.pt"
     step = 0
     if resume and state_path.is_file():
-        payload = read_checkpoint(state_path)
+        payload = resumable_state(state_path, model)
         model.load_state_dict(payload["model"])
         ts = payload["train_state"]
         optimizer.load_state_dict(ts["optimizer"])
