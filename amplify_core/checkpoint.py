@@ -13,11 +13,11 @@ names the file and what does not match.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
+from .atomic_files import atomic_output
 from .configs import ForwardConfig, InverseConfig, TokenizerConfig, from_dict
 from .forward_dynamics import ForwardDynamics
 from .inverse_dynamics import InverseDynamics
@@ -72,9 +72,8 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict | None 
         "config": dataclasses.asdict(model.config), "model_args": model_args(model),
         "meta": meta or {}, "model": model.state_dict(), "train_state": train_state,
     }
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite=True) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

@@ -25,6 +25,8 @@ from typing import Mapping, Sequence
 import h5py
 import numpy as np
 
+from .atomic_files import atomic_output
+
 SCHEMA_VERSION = 1
 EMBODIMENTS = ("robot", "human")
 EPISODE_SUFFIX = ".h5"
@@ -110,26 +112,25 @@ def write_episode(path: str | os.PathLike, episode: Episode, overwrite: bool = F
     _validate(episode, path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: episode already exists (pass overwrite=True to replace it)")
-    tmp = path.with_name(path.name + ".partial")
-    with h5py.File(tmp, "w") as f:
-        f.attrs["schema_version"] = SCHEMA_VERSION
-        f.attrs["task"] = episode.task
-        f.attrs["embodiment"] = episode.embodiment
-        f.attrs["fps"] = float(episode.fps)
-        f.attrs["views"] = list(episode.views)
-        obs = f.create_group("observations")
-        for view, frames in episode.frames.items():
-            frames = np.asarray(frames)
-            obs.create_dataset(view, data=frames, chunks=(1, *frames.shape[1:]), compression="lzf")
-        if episode.state is not None or episode.actions is not None:
-            robot = f.create_group("robot")
-            if episode.state is not None:
-                d = robot.create_dataset("state", data=np.asarray(episode.state, np.float32))
-                d.attrs["names"] = list(episode.state_names)
-            if episode.actions is not None:
-                d = robot.create_dataset("actions", data=np.asarray(episode.actions, np.float32))
-                d.attrs["names"] = list(episode.action_names)
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["task"] = episode.task
+            f.attrs["embodiment"] = episode.embodiment
+            f.attrs["fps"] = float(episode.fps)
+            f.attrs["views"] = list(episode.views)
+            obs = f.create_group("observations")
+            for view, frames in episode.frames.items():
+                frames = np.asarray(frames)
+                obs.create_dataset(view, data=frames, chunks=(1, *frames.shape[1:]), compression="lzf")
+            if episode.state is not None or episode.actions is not None:
+                robot = f.create_group("robot")
+                if episode.state is not None:
+                    d = robot.create_dataset("state", data=np.asarray(episode.state, np.float32))
+                    d.attrs["names"] = list(episode.state_names)
+                if episode.actions is not None:
+                    d = robot.create_dataset("actions", data=np.asarray(episode.actions, np.float32))
+                    d.attrs["names"] = list(episode.action_names)
     return path
 
 

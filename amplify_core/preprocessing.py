@@ -30,7 +30,7 @@ from .tracks import (
     source_horizon,
     tracks_to_labels,
 )
-from .tracks_store import ViewTracks, tracks_complete, write_tracks
+from .tracks_store import ViewTracks, changed_settings, tracks_complete, write_tracks
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,12 @@ def compute_view_tracks(
     return ViewTracks(tracks=tracks, visible=visible, labels=labels, image_size=(h, w))
 
 
+def tracking_settings(tracker, horizon: int, target_fps: float) -> dict:
+    """What a sidecar's tracks depend on besides the frames (stored in it; a resumed run compares them)."""
+    return {"horizon": int(horizon), "grid_size": int(getattr(tracker, "grid_size", 0)),
+            "target_fps": float(target_fps), "tracker": tracker.name, "tracker_params": tracker.params()}
+
+
 def preprocess_episode(
     path: str | Path,
     tracker,
@@ -76,16 +82,8 @@ def preprocess_episode(
             )
             for view in chosen
         }
-        meta = {
-            "episode": path.name,
-            "num_frames": episode.num_frames,
-            "horizon": horizon,
-            "grid_size": int(getattr(tracker, "grid_size", 0)),
-            "source_fps": episode.fps,
-            "target_fps": target_fps,
-            "tracker": tracker.name,
-            "tracker_params": tracker.params(),
-        }
+        meta = {"episode": path.name, "num_frames": episode.num_frames, "source_fps": episode.fps,
+                **tracking_settings(tracker, horizon, target_fps)}
     return write_tracks(tracks_path(path), out, meta, overwrite=overwrite)
 
 
@@ -129,7 +127,12 @@ def preprocess_store(
                 with EpisodeReader(path) as episode:
                     chosen = views or episode.views
                     n = episode.num_frames
-                if tracks_complete(tracks_path(path), chosen, n):
+                sidecar = tracks_path(path)
+                if tracks_complete(sidecar, chosen, n):
+                    changed = changed_settings(sidecar, tracking_settings(tracker, horizon, target_fps))
+                    if changed:  # made with other settings: not done, and not silently replaced either
+                        raise FileExistsError(f"{sidecar}: made with other settings ({'; '.join(changed)}); "
+                                              "pass --overwrite to recompute it")
                     report.skipped.append(path.name)
                     continue
             preprocess_episode(path, tracker, views, horizon, target_fps, overwrite=overwrite)

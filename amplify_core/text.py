@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic_files import atomic_output
+
 log = logging.getLogger(__name__)
 TEXT_DIMS = {"minilm": 384, "t5": 512}
 
@@ -91,7 +93,6 @@ class TextEmbeddingCache:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         texts = sorted(self._table)
-        tmp = self.path.with_name(self.path.name + ".partial.npz")
-        np.savez(tmp, kind=self.kind, texts=np.array(texts),
-                 embeddings=np.stack([self._table[t] for t in texts]))
-        os.replace(tmp, self.path)
+        with atomic_output(self.path, overwrite=True, suffix=".partial.npz") as tmp:
+            np.savez(tmp, kind=self.kind, texts=np.array(texts),
+                     embeddings=np.stack([self._table[t] for t in texts]))

@@ -23,6 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .atomic_files import atomic_output
 from .episodes import EpisodeError
 
 TRACKS_SCHEMA_VERSION = 1
@@ -41,18 +42,17 @@ def write_tracks(path: str | os.PathLike, views: dict[str, ViewTracks], meta: di
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: tracks already exist (use overwrite to recompute them)")
-    tmp = path.with_name(path.name + ".partial")
-    with h5py.File(tmp, "w") as f:
-        f.attrs["schema_version"] = TRACKS_SCHEMA_VERSION
-        for key, value in meta.items():
-            f.attrs[key] = json.dumps(value) if isinstance(value, dict) else value
-        for view, vt in views.items():
-            g = f.create_group(view)
-            g.attrs["image_size"] = list(vt.image_size)
-            g.create_dataset("tracks", data=vt.tracks.astype(np.float32), compression="lzf")
-            g.create_dataset("visible", data=vt.visible.astype(bool), compression="lzf")
-            g.create_dataset("labels", data=vt.labels.astype(np.uint8), compression="lzf")
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["schema_version"] = TRACKS_SCHEMA_VERSION
+            for key, value in meta.items():
+                f.attrs[key] = json.dumps(value) if isinstance(value, dict) else value
+            for view, vt in views.items():
+                g = f.create_group(view)
+                g.attrs["image_size"] = list(vt.image_size)
+                g.create_dataset("tracks", data=vt.tracks.astype(np.float32), compression="lzf")
+                g.create_dataset("visible", data=vt.visible.astype(bool), compression="lzf")
+                g.create_dataset("labels", data=vt.labels.astype(np.uint8), compression="lzf")
     return path
 
 
@@ -90,6 +90,44 @@ def tracks_metadata(path: str | os.PathLike) -> dict:
     if isinstance(meta.get("tracker_params"), str):
         meta["tracker_params"] = json.loads(meta["tracker_params"])
     return meta
+
+
+# What a sidecar's tracks depend on besides the frames: a sidecar made with other values is not "done".
+SETTINGS_KEYS = ("horizon", "target_fps", "grid_size", "tracker", "tracker_params")
+
+
+def changed_settings(path: str | os.PathLike, settings: dict) -> list[str]:
+    """The settings (``SETTINGS_KEYS``) under which the sidecar was made that differ from ``settings``, each as
+    ``"key: stored -> wanted"``; empty when they all agree."""
+    with h5py.File(path, "r") as f:
+        stored = {k: f.attrs.get(k) for k in SETTINGS_KEYS}
+    changed = []
+    for key in SETTINGS_KEYS:
+        if key not in settings:
+            continue
+        theirs, ours = stored[key], settings[key]
+        if key == "tracker_params":
+            theirs = json.loads(theirs) if isinstance(theirs, (str, bytes)) else theirs
+            same = _plain(theirs) == _plain(ours)
+        elif isinstance(ours, float) or key == "target_fps":
+            same = theirs is not None and abs(float(theirs) - float(ours)) <= 1e-9 * max(1.0, abs(float(ours)))
+        else:
+            same = theirs is not None and _plain(theirs) == _plain(ours)
+        if not same:
+            changed.append(f"{key}: {_plain(theirs)!r} -> {_plain(ours)!r}")
+    return changed
+
+
+def _plain(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
 
 
 def tracks_complete(path: str | os.PathLike, views: list[str], num_frames: int) -> bool:

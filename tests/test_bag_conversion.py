@@ -513,3 +513,30 @@ def test_an_impossible_fps_is_a_settings_error_not_a_corrupt_bag(tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "fps must be a positive finite number" in err[0] and "corrupt" not in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_dropped_camera_frames_are_listed_per_view_as_gaps(good, tmp_path):
+    for entry in good["report"]["converted"]:  # clean recordings: no gaps anywhere
+        assert all(v["gaps"] == [] and v["ticks_with_held_frame"] == 0 for v in entry["views"].values()), entry
+    msgs, stamps = scene(task="stack the cups")
+    dropped = {ns(CAM_OFFSET["front"] + k / 30) for k in range(20, 24)}  # 4 front frames (133 ms) lost
+    msgs = [m for m in msgs if not (m[1] == "/cameras/front/image_raw" and m[3]["header"]["stamp"]["sec"] * 10**9
+                                    + m[3]["header"]["stamp"]["nanosec"] in dropped)]
+    write_rosbag(tmp_path / "bags" / "dropped", msgs, "mcap")
+    assert main([str(tmp_path / "bags"), str(tmp_path / "out"), "--embodiment", "robot", "--quiet"]) == 0
+    (entry,) = json.loads((tmp_path / "out" / "conversion_report.json").read_text())["converted"]
+    front = entry["views"]["front"]
+    # worked out from the stamps: ticks whose newest front frame is older than 1.5 x 50 ms
+    kept = np.array(sorted(set(stamps["front"]) - dropped))
+    ticks = entry["first_tick_ns"] + 50_000_000 * np.arange(entry["frames"])
+    age = ticks - kept[np.searchsorted(kept, ticks, side="right") - 1]
+    late = np.flatnonzero(age > 75_000_000)
+    assert len(late) >= 2 and np.all(np.diff(late) == 1)  # one run of held frames
+    assert front["gaps"] == [{"first_tick": int(late[0]), "ticks": len(late),
+                              "at_s": round((ticks[late[0]] - ticks[0]) / 1e9, 3),
+                              "max_frame_age_ms": round(float(age[late].max()) / 1e6, 1)}]
+    assert front["ticks_with_held_frame"] == len(late) and front["camera_period_ms"] == pytest.approx(33.3, abs=0.1)
+    ep = read_episode(tmp_path / "out" / "dropped.h5")
+    np.testing.assert_array_equal(ep.frames["front"][late, 5, 7], [pixel("front", 19)] * len(late))  # frame 19 held
+    assert entry["views"]["side"]["gaps"] == [] and entry["views"]["corner"]["gaps"] == []
+    assert any(w.startswith("view front (/cameras/front/image_raw): ") and "gap" in w for w in entry["warnings"])

@@ -99,3 +99,54 @@ def test_listing_ignores_sidecars_and_partial_writes(tmp_path, episode_factory):
     (tmp_path / "b.h5.partial").write_text("x")
     assert list_episodes(tmp_path) == [a]
     assert tracks_path(a).name == "a.tracks.h5"
+
+
+def test_two_writers_of_one_file_never_mix_and_the_first_complete_one_wins(tmp_path, episode_factory):
+    from amplify_core.atomic_files import atomic_output
+    from amplify_core.tracks_store import ViewTracks, read_tracks, write_tracks
+
+    target = tmp_path / "ep.tracks.h5"
+    n = 4
+
+    def tracks(value):
+        return {"front": ViewTracks(np.full((n, 3, 5, 2), value, np.float32), np.ones((n, 3, 5), bool),
+                                    np.zeros((n, 2, 5), np.uint8), (64, 64))}
+
+    # writer A is half-way through its file when writer B writes the same name from start to end
+    with pytest.raises(FileExistsError, match="another run wrote it meanwhile"):
+        with atomic_output(target, overwrite=False) as a_tmp:
+            with h5py.File(a_tmp, "w") as f:
+                f.attrs["half"] = "written by A"
+            write_tracks(target, tracks(0.5), {"tracker": "B"})  # B completes first (old code: same .partial name)
+    assert read_tracks(target)["front"].tracks[0, 0, 0, 0] == 0.5  # B's complete file, not A's half
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]  # A's temporary file removed
+    # overwrite=True: the last complete writer wins, whole
+    write_tracks(target, tracks(-0.25), {"tracker": "C"}, overwrite=True)
+    assert read_tracks(target)["front"].tracks[0, 0, 0, 0] == -0.25
+    # a writer that fails part-way leaves the target as it was and no temporary file
+    with pytest.raises(RuntimeError):
+        with atomic_output(target, overwrite=True) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("disk full")
+    assert read_tracks(target)["front"].tracks[0, 0, 0, 0] == -0.25
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ep.tracks.h5"]
+
+
+def test_concurrent_episode_writers_one_succeeds_the_others_are_refused(tmp_path, episode_factory):
+    import multiprocessing as mp
+
+    episode = episode_factory(num_frames=30)
+    ctx = mp.get_context("fork")
+    with ctx.Pool(4) as pool:
+        results = pool.starmap(_write_or_refuse, [(str(tmp_path / "same.h5"), episode)] * 8)
+    assert results.count("written") == 1 and results.count("refused") == 7, results
+    np.testing.assert_array_equal(read_episode(tmp_path / "same.h5").frames["front"], episode.frames["front"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same.h5"]
+
+
+def _write_or_refuse(path, episode):
+    try:
+        write_episode(path, episode)
+        return "written"
+    except FileExistsError:
+        return "refused"

@@ -152,3 +152,21 @@ def test_impossible_preprocessing_settings_are_refused_before_any_track_is_writt
     assert run.returncode != 0 and "Traceback" not in run.stderr
     assert run.stderr.strip().startswith(f"--config {config}: {message}"), run.stderr
     assert not list(store.glob("*.tracks.h5"))
+
+
+def test_sidecars_made_with_other_settings_are_not_counted_as_done(store):
+    first = preprocess_store(store, LucasKanadeTracker(), horizon=8)
+    assert len(first.done) == 3
+    stamps = {p: p.stat().st_mtime_ns for p in store.glob("*.tracks.h5")}
+    # another horizon, another tracker setting: neither skipped as done nor silently replaced
+    for kwargs, tracker, expected in (({"horizon": 16}, LucasKanadeTracker(), "horizon: 8 -> 16"),
+                                      ({"horizon": 8}, LucasKanadeTracker(grid_size=8), "grid_size")):
+        again = preprocess_store(store, tracker, **kwargs)
+        assert again.skipped == [] and again.done == [] and len(again.failed) == 3, again.summary()
+        assert all(expected in why and "pass --overwrite" in why for why in again.failed.values()), again.failed
+        assert {p: p.stat().st_mtime_ns for p in store.glob("*.tracks.h5")} == stamps
+    # the same settings: done; --overwrite recomputes with the new ones
+    assert len(preprocess_store(store, LucasKanadeTracker(), horizon=8).skipped) == 3
+    redone = preprocess_store(store, LucasKanadeTracker(), horizon=16, overwrite=True)
+    assert len(redone.done) == 3 and tracks_metadata(tracks_path(store / "ep_000.h5"))["horizon"] == 16
+    assert len(preprocess_store(store, LucasKanadeTracker(), horizon=16).skipped) == 3

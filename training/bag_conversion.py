@@ -649,6 +649,12 @@ def _convert_open(bag, reader, s, default_task, default_embodiment, skip_failed)
     # pass 2: decode only the camera frames the ticks use
     frames, view_stats = _read_frames(reader, wanted, streams, views, topics, ticks, sizes, s["image_size"],
                                       where)
+    for v, vs in view_stats.items():
+        if vs["gaps"]:
+            longest = max(g["max_frame_age_ms"] for g in vs["gaps"])
+            warnings.append(f"view {v} ({vs['topic']}): {vs['ticks_with_held_frame']} of {n} frames repeat an older "
+                            f"camera frame, in {len(vs['gaps'])} gap(s) (frame age up to {longest:g} ms, camera "
+                            f"period {vs['camera_period_ms']:g} ms); see views.{v}.gaps in the report")
     episode = Episode(frames=frames, task=info.task, embodiment=info.embodiment, fps=fps, state=state,
                       actions=actions, state_names=STATE_NAMES if robot else (),
                       action_names=ACTION_NAMES if robot else ())
@@ -690,6 +696,28 @@ def _gripper(samples, clock, cmd: Stream | None, at: np.ndarray, mode: str, tole
     return np.zeros(len(at)), "none (0)"
 
 
+def frame_gaps(times: np.ndarray, ticks: np.ndarray, age_ms: np.ndarray) -> dict:
+    """Ticks whose frame is older than 1.5 camera periods (or 1.5 ticks, if the camera is slower): a dropped
+    or late camera frame that the tick fills with the last frame before it. Runs of such ticks are the gaps."""
+    tick_ms = float(np.diff(ticks).mean()) / 1e6 if len(ticks) > 1 else 0.0
+    period_ms = float(np.median(np.diff(times))) / 1e6 if len(times) > 1 else tick_ms
+    limit = 1.5 * max(period_ms, tick_ms)
+    late = age_ms > limit
+    gaps, i = [], 0
+    while i < len(late):
+        if not late[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(late) and late[j + 1]:
+            j += 1
+        gaps.append({"first_tick": int(i), "ticks": int(j - i + 1),
+                     "at_s": round(float(ticks[i] - ticks[0]) / 1e9, 3),
+                     "max_frame_age_ms": round(float(age_ms[i:j + 1].max()), 1)})
+        i = j + 1
+    return {"camera_period_ms": round(period_ms, 1), "ticks_with_held_frame": int(late.sum()), "gaps": gaps}
+
+
 def _read_frames(reader, connections, streams, views, topics, ticks, sizes, image_size, where):
     """Second pass over the bag: decode only the frames the ticks use. The same connections are read as in
     the first pass, so messages come in the same order (the receive index of a message is the same)."""
@@ -705,7 +733,8 @@ def _read_frames(reader, connections, streams, views, topics, ticks, sizes, imag
         frames[v] = np.empty((len(ticks), h, w, 3), np.uint8)
         age = (ticks - st.times[sorted_idx]) / 1e6
         stats[v] = {"topic": topic, "messages": len(st.stamps), "distinct_frames_used": len(need[topic]),
-                    "max_frame_age_ms": round(float(age.max()), 1), "source_size": list(sizes[topic])}
+                    "max_frame_age_ms": round(float(age.max()), 1), "source_size": list(sizes[topic]),
+                    **frame_gaps(st.times, ticks, age)}
     typestore = _typestore()
     view_of = {topics["cameras"][v]: v for v in views}
     seen = {t: -1 for t in view_of}
@@ -755,8 +784,10 @@ class ConversionReport:
         for r in self.results:
             if r.status == "converted":
                 d = r.details
+                held = {v: vs["ticks_with_held_frame"] for v, vs in d["views"].items() if vs["gaps"]}
+                gaps = f", frames held over camera gaps: {held}" if held else ""
                 rows.append((r.name, "converted", str(d["frames"]), f"{d['embodiment']}, {d['duration_s']:.2f} s, "
-                                                                     f"task {d['task']!r}"))
+                                                                     f"task {d['task']!r}{gaps}"))
             else:
                 rows.append((r.name, f"skipped ({r.kind})", "-", r.reason))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]

@@ -31,6 +31,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..atomic_files import atomic_output
 from ..episodes import Episode
 from .env import PROPRIO_NAMES
 
@@ -79,31 +80,30 @@ def write_demo_file(path: str | Path, task, demos: list[Demo], env_kwargs: dict)
     if path.exists():
         raise FileExistsError(f"{path}: exists; not overwritten")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".partial")
-    with h5py.File(tmp, "w") as f:
-        data = f.create_group("data")
-        data.attrs["problem_info"] = json.dumps({"problem_name": task.suite, "domain_name": "robosuite",
-                                                 "language_instruction": task.text})
-        data.attrs["env_args"] = json.dumps({"type": 1, "env_name": task.name, "problem_name": task.suite,
-                                             "bddl_file": task.bddl_file, "env_kwargs": env_kwargs})
-        data.attrs["bddl_file_name"] = task.bddl_file
-        data.attrs["bddl_file_content"] = Path(task.bddl_file).read_text()
-        data.attrs["macros_image_convention"] = "opengl"
-        data.attrs["tag"] = FORMAT_TAG
-        data.attrs["num_demos"] = len(demos)
-        data.attrs["total"] = sum(len(d.actions) for d in demos)
-        for i, demo in enumerate(demos):
-            g = data.create_group(f"demo_{i}")
-            g.attrs["num_samples"] = len(demo.actions)
-            g.create_dataset("actions", data=np.stack(demo.actions))
-            g.create_dataset("states", data=np.stack(demo.states))
-            g.create_dataset("robot_states", data=np.stack(demo.robot_states))
-            n = len(demo.actions)
-            g.create_dataset("rewards", data=np.r_[np.zeros(n - 1), 1].astype(np.uint8))
-            g.create_dataset("dones", data=np.r_[np.zeros(n - 1), 1].astype(np.uint8))
-            for key, values in demo.obs.items():
-                g.create_dataset(f"obs/{key}", data=np.stack(values))
-    tmp.rename(path)
+    with atomic_output(path, overwrite=False) as tmp:
+        with h5py.File(tmp, "w") as f:
+            data = f.create_group("data")
+            data.attrs["problem_info"] = json.dumps({"problem_name": task.suite, "domain_name": "robosuite",
+                                                     "language_instruction": task.text})
+            data.attrs["env_args"] = json.dumps({"type": 1, "env_name": task.name, "problem_name": task.suite,
+                                                 "bddl_file": task.bddl_file, "env_kwargs": env_kwargs})
+            data.attrs["bddl_file_name"] = task.bddl_file
+            data.attrs["bddl_file_content"] = Path(task.bddl_file).read_text()
+            data.attrs["macros_image_convention"] = "opengl"
+            data.attrs["tag"] = FORMAT_TAG
+            data.attrs["num_demos"] = len(demos)
+            data.attrs["total"] = sum(len(d.actions) for d in demos)
+            for i, demo in enumerate(demos):
+                g = data.create_group(f"demo_{i}")
+                g.attrs["num_samples"] = len(demo.actions)
+                g.create_dataset("actions", data=np.stack(demo.actions))
+                g.create_dataset("states", data=np.stack(demo.states))
+                g.create_dataset("robot_states", data=np.stack(demo.robot_states))
+                n = len(demo.actions)
+                g.create_dataset("rewards", data=np.r_[np.zeros(n - 1), 1].astype(np.uint8))
+                g.create_dataset("dones", data=np.r_[np.zeros(n - 1), 1].astype(np.uint8))
+                for key, values in demo.obs.items():
+                    g.create_dataset(f"obs/{key}", data=np.stack(values))
     return path
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..atomic_files import atomic_output
 from ..episodes import Episode, write_episode
 from .env import ACTION_NAMES, STATE_NAMES
 from .rollout import Rollout
@@ -55,14 +56,14 @@ def write_rollout(path: str | os.PathLike, rollout: Rollout, task: str, embodime
         state=rollout.state if robot else None, actions=rollout.actions if robot else None,
         state_names=STATE_NAMES if robot else (), action_names=ACTION_NAMES if robot else (),
     )
-    tmp = path.with_name(path.name + ".writing")
-    write_episode(tmp, episode, overwrite=True)
-    with h5py.File(tmp, "a") as f:
-        sim = f.create_group(SIM_GROUP)
-        sim.attrs.update({"seed": int(seed), "task": task, "embodiment": embodiment, "image_size": int(image_size)})
-        for name in _SIM_ARRAYS:
-            sim.create_dataset(name, data=getattr(rollout, name), compression="lzf")
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite=False) as tmp:
+        write_episode(tmp, episode, overwrite=True)
+        with h5py.File(tmp, "a") as f:
+            sim = f.create_group(SIM_GROUP)
+            sim.attrs.update({"seed": int(seed), "task": task, "embodiment": embodiment,
+                              "image_size": int(image_size)})
+            for name in _SIM_ARRAYS:
+                sim.create_dataset(name, data=getattr(rollout, name), compression="lzf")
     return path
 
 

@@ -125,7 +125,7 @@ def preprocess_store_ground_truth(directory, views=None, overwrite: bool = False
     from ..episodes import EpisodeReader, list_episodes, tracks_path
     from ..preprocessing import StoreReport, shard_of
     from ..tracks import TARGET_FPS
-    from ..tracks_store import tracks_complete, write_tracks
+    from ..tracks_store import changed_settings, tracks_complete, write_tracks
     from .episode_io import read_sim
 
     report = StoreReport()
@@ -136,7 +136,13 @@ def preprocess_store_ground_truth(directory, views=None, overwrite: bool = False
             try:
                 with EpisodeReader(path) as episode:
                     chosen, n, fps = views or episode.views, episode.num_frames, episode.fps
+                settings = {"horizon": HORIZON, "grid_size": GRID_SIZE, "target_fps": float(TARGET_FPS),
+                            "tracker": SOURCE_NAME, "tracker_params": {}}
                 if not overwrite and tracks_complete(tracks_path(path), chosen, n):
+                    changed = changed_settings(tracks_path(path), settings)
+                    if changed:
+                        raise ValueError(f"{tracks_path(path)}: made with other settings ({'; '.join(changed)}); "
+                                         "pass --overwrite to recompute it")
                     report.skipped.append(path.name)
                     continue
                 if fps != TARGET_FPS:
@@ -146,8 +152,7 @@ def preprocess_store_ground_truth(directory, views=None, overwrite: bool = False
                 if key not in envs:
                     envs[key] = WorkcellEnv(sim.task, embodiment=sim.embodiment, image_size=sim.image_size)
                 out = {view: ground_truth_view_tracks(envs[key], sim, view) for view in chosen}
-                meta = {"episode": path.name, "num_frames": n, "horizon": HORIZON, "grid_size": GRID_SIZE,
-                        "source_fps": fps, "target_fps": TARGET_FPS, "tracker": SOURCE_NAME, "tracker_params": {}}
+                meta = {"episode": path.name, "num_frames": n, "source_fps": fps, **settings}
                 write_tracks(tracks_path(path), out, meta, overwrite=overwrite)
                 report.done.append(path.name)
             except (ValueError, OSError, KeyError) as exc:
