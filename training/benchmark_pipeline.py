@@ -16,6 +16,9 @@ Example::
 
     amplify-benchmark-pipeline                                   # 128x128 and 640x480, onnxruntime, 15 s each
     amplify-benchmark-pipeline --sizes 640x480 --backend torch --duration 30
+    amplify-benchmark-pipeline --load 0 1 --backend onnx torch               # idle and one busy core; both backends
+    amplify-benchmark-pipeline --sizes 640x480 --allocator tuned glibc       # the nodes' malloc setting against glibc's
+    amplify-benchmark-pipeline --recorder-only --sizes 640x480 --allocator tuned glibc tuned glibc
     amplify-benchmark-pipeline --reliability best_effort --depth 1 --json runs/pipeline_bench.json
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -32,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.ros_processes import ROOT, node_argv, start_process, stop_process, use_ros_env_here
+from training.ros_processes import ROOT, node_argv, ros_env, start_process, stop_process, use_ros_env_here
 
 HOME_Q = (0.0, -1.5708, 1.5708, -1.5708, -1.5708, 0.0)  # the fake UR controller's start pose
 TASKS = ("put the red block in the bowl", "open the drawer")
@@ -50,8 +54,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="camera image sizes WIDTHxHEIGHT (default 128x128 640x480)")
     p.add_argument("--duration", type=float, default=15.0, help="measured seconds per size (default 15)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds after the first command before measuring")
-    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
-                   help="onnx: the models exported with amplify_core.export (deployment); torch: .pt checkpoints")
+    p.add_argument("--backend", nargs="+", choices=["onnx", "torch"], default=["onnx"],
+                   help="onnx: the models exported with amplify_core.export (deployment); torch: .pt checkpoints; "
+                        "both (--backend onnx torch) are measured one after the other in the same run")
+    p.add_argument("--load", type=int, nargs="+", default=[0], metavar="N",
+                   help="start N background processes that each keep one core busy (a pure-Python spin loop, "
+                        "normal priority) while measuring, as a robot computer that is not idle; several values "
+                        "(--load 0 1) are measured one after the other in the same run (default 0)")
+    p.add_argument("--allocator", nargs="+", choices=["tuned", "glibc"], default=["tuned"],
+                   help="tuned: the nodes' own malloc thresholds (amplify_ros/node_runner.keep_message_buffers, what "
+                        "every node does); glibc: the allocator's defaults (AMPLIFY_MALLOC_DEFAULTS=1), which map "
+                        "fresh zeroed pages for every image; both are measured one after the other (default tuned)")
+    p.add_argument("--recorder", action="store_true",
+                   help="also run recorder_node beside the pipeline (subscribed to the cameras, not recording), "
+                        "and report its CPU share: the image subscriber that loads no model")
+    p.add_argument("--recorder-only", action="store_true",
+                   help="measure only the CPU share of recorder_node subscribed to the fake cameras (no models, no "
+                        "commands), for each --allocator and size: the image subscriber whose allocations nothing "
+                        "else warms up")
     p.add_argument("--reliability", choices=["reliable", "best_effort"], default="reliable",
                    help="camera QoS reliability of both model nodes (default reliable, the nodes' default)")
     p.add_argument("--depth", type=int, default=2, help="camera QoS depth of both model nodes (default 2)")
@@ -189,10 +209,12 @@ class Recorder:
         self.rclpy.shutdown(context=self.context)
 
 
-def run_size(width: int, height: int, models: dict, args, log_dir: Path) -> dict:
+def run_size(width: int, height: int, models: dict, args, log_dir: Path, backend: str,
+             allocator: str = "tuned", load: int = 0) -> dict:
     use_ros_env_here()
+    env = ros_env({"AMPLIFY_MALLOC_DEFAULTS": "1" if allocator == "glibc" else "0"})
     qos = {"camera_reliability": f"[{args.reliability}]", "camera_depth": f"[{args.depth}]"}
-    model = {"onnx_dir": str(models["onnx"])} if args.backend == "onnx" else {}
+    model = {"onnx_dir": str(models["onnx"])} if backend == "onnx" else {}
     config = ROOT / "config"
     procs = {
         "cameras": node_argv("amplify_ros.fake_cameras_node", config / "fake_cameras.yaml", width=width,
@@ -203,11 +225,15 @@ def run_size(width: int, height: int, models: dict, args, log_dir: Path) -> dict
         "inverse": node_argv("amplify_ros.inverse_dynamics_node", config / "inverse_dynamics.yaml",
                              checkpoint=str(models["inverse"]), **model, **qos),
     }
+    if args.recorder:
+        procs["recorder"] = node_argv("amplify_ros.recorder_node", config / "recorder.yaml",
+                                      output_dir=str(log_dir / "recorder"))
     recorder = Recorder()
     running = {}
     try:
         for name, argv in procs.items():
-            running[name] = start_process(argv, log_dir / f"{name}_{width}x{height}.log")
+            log = log_dir / f"{name}_{width}x{height}_{backend}_{allocator}_load{load}.log"
+            running[name] = start_process(argv, log, env)
         deadline = time.monotonic() + args.startup_timeout
         while not recorder.commands:
             if time.monotonic() > deadline:
@@ -217,9 +243,11 @@ def run_size(width: int, height: int, models: dict, args, log_dir: Path) -> dict
                 raise RuntimeError(f"{dead} exited; logs in {log_dir}")
             time.sleep(0.2)
         time.sleep(args.warmup)
+        cpu0 = {name: process_cpu_s(p.pid) for name, p in running.items()}
         t0 = time.monotonic()
         time.sleep(args.duration)
         t1 = time.monotonic()
+        cpu1 = {name: process_cpu_s(p.pid) for name, p in running.items()}
         with recorder.lock:
             commands = [lat for t, lat in recorder.commands if t0 <= t < t1]
             status = [s for t, s in recorder.status if t0 <= t < t1]
@@ -233,7 +261,9 @@ def run_size(width: int, height: int, models: dict, args, log_dir: Path) -> dict
         raise RuntimeError(f"no status or no commands in the measured window; logs in {log_dir}")
     lat = np.array(commands) / 1e6
     return {
-        "size": f"{width}x{height}", "backend": args.backend, "reliability": args.reliability, "depth": args.depth,
+        "size": f"{width}x{height}", "backend": backend, "allocator": allocator, "load": load,
+        "reliability": args.reliability,
+        "depth": args.depth,
         "camera_rate_hz": round(statistics.mean(statistics.mean(s["camera_rate_hz"].values()) for s in fwd), 1),
         "synced_rate_hz": round(statistics.mean(s["synced_rate_hz"] for s in fwd), 1),
         "codes_rate_hz": round(statistics.mean(s["achieved_rate_hz"] for s in fwd), 1),
@@ -244,11 +274,84 @@ def run_size(width: int, height: int, models: dict, args, log_dir: Path) -> dict
         "forward_step_ms": fwd[-1]["step_ms"], "inverse_step_ms": inv[-1]["step_ms"],
         # codes the inverse node could not use because their frames had not reached it (counted over the run)
         "unmatched_codes": inv[-1]["unmatched_codes"] - inv[0]["unmatched_codes"],
+        # share of one core each node process used over the measured window
+        "cpu_percent": {name: None if cpu0[name] is None or cpu1[name] is None
+                        else round(100 * (cpu1[name] - cpu0[name]) / (t1 - t0), 1) for name in running},
     }
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere or once it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
+def start_load(n: int) -> list:
+    """N processes that each keep one core busy until killed."""
+    import subprocess
+
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(0, n))]
+
+
+def cpu_column(r: dict) -> str:
+    cpu = r.get("cpu_percent", {})
+    names = ("cameras", "forward", "inverse", "recorder") if "recorder" in cpu else ("cameras", "forward", "inverse")
+    return "/".join("-" if cpu.get(n) is None else f"{cpu[n]:.0f}" for n in names)
+
+
+def target_met(r: dict) -> bool | None:
+    """The issue's targets: the deployment backend (onnx) keeps the control rate and a p99 camera-to-command latency
+    <= 100 ms, idle or under load; the PyTorch backend (the development path) keeps the rate on an idle machine.
+    None: no target for this row (PyTorch under load, reported as it comes out)."""
+    rate_ok = r["control_rate_hz"] >= MIN_RATE_HZ
+    if r["backend"] == "onnx":
+        return rate_ok and r["latency_p99_ms"] <= TARGET_P99_MS
+    return rate_ok if not r.get("load") else None
+
+
 def targets_met(results: list[dict]) -> bool:
-    return all(r["control_rate_hz"] >= MIN_RATE_HZ and r["latency_p99_ms"] <= TARGET_P99_MS for r in results)
+    """Every row measured with the nodes' own allocator setting meets its target (glibc rows are the comparison)."""
+    return all(target_met(r) is not False for r in results if r.get("allocator", "tuned") == "tuned")
+
+
+def recorder_cpu(sizes: list[tuple[int, int]], args) -> int:
+    """--recorder-only: fake cameras and an idle recorder_node, the recorder's CPU share per size and allocator."""
+    config = ROOT / "config"
+    print(f"{'camera':>9} {'malloc':>6} {'load':>4} {'recorder CPU %':>14} {'cameras CPU %':>13}")
+    with tempfile.TemporaryDirectory(prefix="amplify_recorder_bench_") as tmp:
+        for n_load in args.load:
+            load = start_load(n_load)
+            try:
+                for w, h in sizes:
+                    for allocator in args.allocator:
+                        env = ros_env({"AMPLIFY_MALLOC_DEFAULTS": "1" if allocator == "glibc" else "0"})
+                        procs = [start_process(node_argv("amplify_ros.fake_cameras_node", config / "fake_cameras.yaml",
+                                                         width=w, height=h), Path(tmp) / f"cameras_{w}x{h}.log", env),
+                                 start_process(node_argv("amplify_ros.recorder_node", config / "recorder.yaml",
+                                                         output_dir=str(Path(tmp) / "bags")),
+                                               Path(tmp) / f"recorder_{w}x{h}.log", env)]
+                        try:
+                            time.sleep(args.warmup + 3)
+                            c0, t0 = [process_cpu_s(p.pid) for p in procs], time.monotonic()
+                            time.sleep(args.duration)
+                            c1, t1 = [process_cpu_s(p.pid) for p in procs], time.monotonic()
+                        finally:
+                            for p in procs:
+                                stop_process(p)
+                        if None in c0 + c1:
+                            print(f"{w}x{h} {allocator}: a process ended early; logs in {tmp}", file=sys.stderr)
+                            return 1
+                        cam, rec = (100 * (b - a) / (t1 - t0) for a, b in zip(c0, c1))  # procs: cameras, recorder
+                        size = f"{w}x{h}"
+                        print(f"{size:>9} {allocator:>6} {n_load:>4} {rec:>14.1f} {cam:>13.1f}", flush=True)
+            finally:
+                for p in load:
+                    p.kill()
+                    p.wait()
+    return 0
 
 
 def main(argv=None) -> int:
@@ -261,32 +364,46 @@ def main(argv=None) -> int:
             print(f"--sizes: {s!r} is not WIDTHxHEIGHT", file=sys.stderr)
             return 2
         sizes.append((w, h))
+    if args.recorder_only:
+        return recorder_cpu(sizes, args)
     with tempfile.TemporaryDirectory(prefix="amplify_pipeline_bench_") as tmp:
         tmp = Path(tmp)
         log_dir = args.keep_logs or tmp
         log_dir.mkdir(parents=True, exist_ok=True)
         models = tiny_checkpoints(tmp / "models")
-        if args.backend == "onnx":
+        if "onnx" in args.backend:
             from amplify_core.export import export_policy
 
             models["onnx"] = export_policy(models["inverse"], models["forward"], tmp / "onnx")
         results = []
-        for w, h in sizes:
+        for n_load in args.load:
+            load = start_load(n_load)
             try:
-                results.append(run_size(w, h, models, args, log_dir))
-            except RuntimeError as exc:
-                print(f"{w}x{h}: FAILED: {exc}", file=sys.stderr)
-                return 1
-    header = (f"{'camera':>9} {'backend':>7} {'QoS':>14} {'camera Hz':>9} {'triples Hz':>10} {'control Hz':>10} "
-              f"{'latency median':>14} {'p99':>8} {'fwd step':>9} {'inv step':>9} {'unmatched':>9}")
+                for w, h in sizes:
+                    for backend in args.backend:
+                        for allocator in args.allocator:
+                            try:
+                                results.append(run_size(w, h, models, args, log_dir, backend, allocator, n_load))
+                            except RuntimeError as exc:
+                                print(f"{w}x{h} {backend} {allocator} load {n_load}: FAILED: {exc}", file=sys.stderr)
+                                return 1
+            finally:
+                for p in load:
+                    p.kill()
+                    p.wait()
+    header = (f"{'camera':>9} {'backend':>7} {'malloc':>6} {'load':>4} {'QoS':>14} {'camera Hz':>9} "
+              f"{'triples Hz':>10} {'control Hz':>10} {'latency median':>14} {'p99':>8} {'fwd step':>9} "
+              f"{'inv step':>9} {'unmatched':>9} {'CPU % cam/fwd/inv[/rec]':>23} {'target':>6}")
     print(header)
     for r in results:
-        print(f"{r['size']:>9} {r['backend']:>7} {r['reliability'] + '/' + str(r['depth']):>14} "
-              f"{r['camera_rate_hz']:>9.1f} {r['synced_rate_hz']:>10.1f} {r['control_rate_hz']:>10.1f} "
-              f"{r['latency_median_ms']:>11.1f} ms {r['latency_p99_ms']:>5.1f} ms {r['forward_step_ms'] or 0:>6.1f} ms "
-              f"{r['inverse_step_ms'] or 0:>6.1f} ms {r['unmatched_codes']:>9}")
+        print(f"{r['size']:>9} {r['backend']:>7} {r['allocator']:>6} {r['load']:>4} "
+              f"{r['reliability'] + '/' + str(r['depth']):>14} {r['camera_rate_hz']:>9.1f} {r['synced_rate_hz']:>10.1f} "
+              f"{r['control_rate_hz']:>10.1f} {r['latency_median_ms']:>11.1f} ms {r['latency_p99_ms']:>5.1f} ms "
+              f"{r['forward_step_ms'] or 0:>6.1f} ms {r['inverse_step_ms'] or 0:>6.1f} ms {r['unmatched_codes']:>9} "
+              f"{cpu_column(r):>23} {({True: 'met', False: 'missed', None: '-'})[target_met(r)]:>6}")
     print(f"targets (control >= {TARGET_RATE_HZ:.0f} Hz with {RATE_TOLERANCE:.0%} measurement tolerance, i.e. >= "
-          f"{MIN_RATE_HZ:.2f} Hz; p99 <= {TARGET_P99_MS:.0f} ms): {'met' if targets_met(results) else 'NOT met'}")
+          f"{MIN_RATE_HZ:.2f} Hz; onnx also p99 <= {TARGET_P99_MS:.0f} ms; torch: rate, idle) of the tuned rows: "
+          f"{'met' if targets_met(results) else 'NOT met'}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
