@@ -80,6 +80,12 @@ setup(
             "workcell_sim_node = amplify_ros.workcell_sim_node:main",
             "recorder_node = amplify_ros.recorder_node:main",
             "amplify-bags-to-episodes = training.bags_to_episodes:main",
+            # importing videos and datasets (issue 19)
+            "amplify-import-videos = training.import_videos:main",
+            "amplify-import-bridge = training.import_bridge:main",
+            "amplify-import-lerobot = training.import_lerobot:main",
+            "amplify-export-lerobot = training.export_lerobot:main",
+            "amplify-benchmark-import = training.benchmark_import:main",
         ],
     },
 )

@@ -17,6 +17,7 @@ sidecar ``<episode>.tracks.h5`` so that preprocessing never rewrites (or risks) 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,100 @@ def write_episode(path: str | os.PathLike, episode: Episode, overwrite: bool = F
                     d = robot.create_dataset("actions", data=np.asarray(episode.actions, np.float32))
                     d.attrs["names"] = list(episode.action_names)
     return path
+
+
+class EpisodeStream:
+    """Write an episode one frame at a time, for sources too long to hold in memory (an imported video).
+
+    The file appears complete at ``path`` when ``finish`` returns, or not at all (an error, ``abort``, or leaving a
+    ``with`` block by an exception removes the partial file; see ``atomic_output``). ``extra_attrs`` are written
+    as root attributes beside the schema's (e.g. where an imported episode came from); readers ignore them.
+    """
+
+    def __init__(self, path: str | os.PathLike, views: Sequence[str], height: int, width: int, task: str,
+                 embodiment: str, fps: float, overwrite: bool = False, extra_attrs: Mapping | None = None):
+        self.path = Path(path)
+        if not views:
+            raise EpisodeError(f"{self.path}: an episode needs at least one camera view")
+        if embodiment not in EMBODIMENTS:
+            raise EpisodeError(f"{self.path}: embodiment must be one of {EMBODIMENTS}, got {embodiment!r}")
+        if not np.isfinite(fps) or fps <= 0:
+            raise EpisodeError(f"{self.path}: fps must be a positive number, got {fps}")
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"{self.path}: episode already exists (pass overwrite=True to replace it)")
+        self.views, self.shape = list(views), (int(height), int(width), 3)
+        self.num_frames = 0
+        self._stack = contextlib.ExitStack()
+        tmp = self._stack.enter_context(atomic_output(self.path, overwrite))
+        self._file = self._stack.enter_context(h5py.File(tmp, "w"))
+        attrs = {**(extra_attrs or {}), "schema_version": SCHEMA_VERSION, "task": task, "embodiment": embodiment,
+                 "fps": float(fps), "views": self.views}
+        for key, value in attrs.items():
+            self._file.attrs[key] = value
+        obs = self._file.create_group("observations")
+        self._datasets = {view: obs.create_dataset(view, shape=(0, *self.shape), maxshape=(None, *self.shape),
+                                                   dtype=np.uint8, chunks=(1, *self.shape), compression="lzf")
+                          for view in self.views}
+
+    def __enter__(self) -> "EpisodeStream":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self._file is not None:
+            self.abort()
+            raise EpisodeError(f"{self.path}: episode stream left without finish(); nothing written")
+
+    def append(self, frames: Mapping[str, np.ndarray]) -> None:
+        """One frame per view (uint8 RGB of the stream's height x width)."""
+        if set(frames) != set(self.views):
+            raise EpisodeError(f"{self.path}: a frame needs exactly the views {self.views}, got {sorted(frames)}")
+        for view, frame in frames.items():
+            frame = np.asarray(frame)
+            if frame.dtype != np.uint8 or frame.shape != self.shape:
+                raise EpisodeError(f"{self.path} view {view!r}: frame {self.num_frames} is {frame.dtype} "
+                                   f"{frame.shape}, expected uint8 {self.shape}")
+            d = self._datasets[view]
+            d.resize(self.num_frames + 1, axis=0)
+            d[self.num_frames] = frame
+        self.num_frames += 1
+
+    def finish(self, state=None, actions=None, state_names: Sequence[str] = (),
+               action_names: Sequence[str] = ()) -> Path:
+        """Write the robot arrays (one row per frame, when given) and move the complete file into place."""
+        n = self.num_frames
+        try:
+            if n < 1:
+                raise EpisodeError(f"{self.path}: episode has no frames")
+            robot = None
+            for name, array, names in (("state", state, state_names), ("actions", actions, action_names)):
+                if array is None:
+                    continue
+                array = np.asarray(array, np.float32)
+                if array.ndim != 2 or len(array) != n:
+                    raise EpisodeError(f"{self.path}: robot/{name} must have shape ({n}, D), got {array.shape}")
+                if not np.all(np.isfinite(array)):
+                    raise EpisodeError(f"{self.path}: robot/{name} contains NaN or infinite values")
+                robot = robot or self._file.create_group("robot")
+                robot.create_dataset(name, data=array).attrs["names"] = list(names)
+        except BaseException:
+            self.abort()
+            raise
+        self._file = None
+        self._stack.close()  # closes the HDF5 file, then moves it into place (FileExistsError if raced)
+        return self.path
+
+    def abort(self) -> None:
+        """Discard everything written; the target path is left as it was."""
+        if self._file is None:
+            return
+        self._file = None
+        self._stack.__exit__(_Aborted, _Aborted(), None)  # closes the file; atomic_output removes it
+
+
+class _Aborted(Exception):
+    pass
 
 
 class EpisodeReader:

@@ -150,3 +150,35 @@ def _write_or_refuse(path, episode):
         return "written"
     except FileExistsError:
         return "refused"
+
+
+def test_episode_stream_appears_complete_or_not_at_all(tmp_path):
+    from amplify_core.episodes import EpisodeStream
+
+    path = tmp_path / "streamed.h5"
+    state = np.arange(12, dtype=np.float32).reshape(4, 3)
+    with EpisodeStream(path, ["front", "side"], 8, 6, "open the drawer", "robot", 20.0,
+                       extra_attrs={"import_source": "clip.mp4"}) as stream:
+        for k in range(4):
+            stream.append({"front": np.full((8, 6, 3), k, np.uint8), "side": np.full((8, 6, 3), 10 + k, np.uint8)})
+            assert not path.exists()  # nothing at the target until finish
+        stream.finish(state=state, state_names=["a", "b", "c"])
+    ep = read_episode(path)
+    assert ep.num_frames == 4 and ep.frames["front"][:, 0, 0, 0].tolist() == [0, 1, 2, 3]
+    assert ep.frames["side"][3, 0, 0, 0] == 13 and np.array_equal(ep.state, state) and ep.actions is None
+    with h5py.File(path) as f:
+        assert f.attrs["import_source"] == "clip.mp4"
+    # an error inside the block, a wrong frame, a wrong row count, or leaving without finish: nothing written
+    for name, body in (("raised", lambda s: 1 / 0),
+                       ("shape", lambda s: s.append({"front": np.zeros((8, 8, 3), np.uint8)})),
+                       ("rows", lambda s: (s.append({"front": np.zeros((8, 6, 3), np.uint8)}),
+                                           s.finish(actions=np.zeros((2, 7))))),
+                       ("unfinished", lambda s: s.append({"front": np.zeros((8, 6, 3), np.uint8)}))):
+        target = tmp_path / f"{name}.h5"
+        with pytest.raises((ZeroDivisionError, EpisodeError)):
+            with EpisodeStream(target, ["front"], 8, 6, "t", "human", 20.0) as stream:
+                body(stream)
+        assert not target.exists(), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["streamed.h5"]  # no temporary file left
+    with pytest.raises(FileExistsError):
+        EpisodeStream(path, ["front"], 8, 6, "t", "human", 20.0)

