@@ -19,6 +19,7 @@ pytest.importorskip("rosbags")
 use_ros_env_here()
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
@@ -78,6 +79,15 @@ def test_publishers_recorder_bag_converter_store(tmp_path):
         node.create_timer(0.01, publish_state)
         node.create_timer(0.05, publish_command)
         probe.wait_for(lambda: len(probe.get("/cameras/front/image_raw")) > 10, 30, "camera frames")
+        # the recorder (camera_reliability auto) subscribes to a camera at its first once-a-second look after the
+        # camera's publisher appears: frames published before that never reach it, which put the first recorded
+        # frame up to 0.7 s after the start call (CI). Start once its status reports every camera subscribed, plus
+        # the time the new subscriptions take to match.
+        probe.record(String, "/recorder/status", keep=20)
+        probe.wait_for(lambda: [m for _, _, m in probe.get("/recorder/status")
+                                if None not in json.loads(m.data)["camera_qos"].values()], 15,
+                       "the recorder subscribed to every camera")
+        time.sleep(0.3)
         start_sent = time.time_ns()
         assert probe.call(Trigger, "/recorder/start", Trigger.Request()).success
         started = time.time_ns()
