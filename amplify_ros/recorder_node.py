@@ -82,6 +82,8 @@ PARAMETERS = {
     "camera_topics": (DEFAULT_TOPICS, text_param("sensor_msgs/Image topics recorded (robot and human episodes)")),
     "camera_reliability": CAMERA_PARAMETERS["camera_reliability"],
     "camera_depth": ([10], text_param("QoS keep-last depth per camera, one value for all or one per camera")),
+    "qos_check_period": (1.0, float_param("seconds between looks at each camera's publishers under "
+                                          "camera_reliability auto (every start looks at once as well)", 0.1, 3600.0)),
     "joint_states_topic": ("joint_states", text_param("sensor_msgs/JointState topic ('' = not recorded)")),
     "tcp_pose_topic": ("ur5/tcp_pose", text_param("geometry_msgs/PoseStamped topic of the tool pose ('' = not "
                                                    "recorded)")),
@@ -270,7 +272,8 @@ class RecorderNode(Node):
             if msgtype == IMAGE:
                 i = self.camera_topics.index(topic)
                 self.camera_subscriptions.append(
-                    MatchedSubscription(self, msg_classes[msgtype], topic, callback, depth[i], reliability[i], raw=True))
+                    MatchedSubscription(self, msg_classes[msgtype], topic, callback, depth[i], reliability[i],
+                                        check_period=p["qos_check_period"], raw=True))
             else:
                 self.create_subscription(msg_classes[msgtype], topic, callback, state_qos, raw=True)
 
@@ -344,6 +347,9 @@ class RecorderNode(Node):
             path = self._output_dir() / name
             if path.exists() or path.is_symlink():
                 return False, f"{path} already exists: refusing to overwrite it (try again in a second)"
+            for sub in self.camera_subscriptions:
+                if sub.mode == "auto":  # a camera that appeared since the last look is subscribed now, not up to
+                    sub.check()         # qos_check_period into the episode
             topics = {t: m for t, m in self.topic_types.items() if embodiment == "robot" or m == IMAGE}
             info = EpisodeInfo(name=name, path=path, task=task, embodiment=embodiment,
                                operator_note=str(self._param("operator_note")), storage=self._param("storage"),

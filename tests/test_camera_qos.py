@@ -102,6 +102,41 @@ def test_recorder_records_best_effort_cameras(tmp_path):
             stop_process(proc)
 
 
+def test_recorder_start_subscribes_cameras_that_appeared_since_its_last_look(tmp_path):
+    """camera_reliability auto looks at the publishers every qos_check_period; a start looks at once, so a camera
+    that came up just before it is recorded from the start (here the period is a minute: only that look can)."""
+    out = tmp_path / "bags"
+    procs = {"recorder": start_process(node_argv("amplify_ros.recorder_node", ROOT / "config/recorder.yaml",
+                                                 output_dir=str(out), embodiment="human", qos_check_period=60.0),
+                                       tmp_path / "recorder.log")}
+    probe = Probe("qos_start_probe")
+    statuses = lambda: [json.loads(m.data) for _, _, m in probe.get("/recorder/status")]  # noqa: E731
+    try:
+        from sensor_msgs.msg import Image
+
+        from amplify_ros.qos_matching import camera_qos
+
+        probe.record(String, "/recorder/status")
+        probe.record(Image, CAMERAS[0], qos=camera_qos("best_effort", 10))
+        first = probe.wait_for(statuses, 30, "the recorder's status")[-1]
+        assert set(first["camera_qos"].values()) == {None}, first  # no camera yet
+        procs["cameras"] = best_effort_cameras(tmp_path / "cameras.log")
+        probe.wait_for(lambda: len(probe.get(CAMERAS[0])) >= 3, 30, "camera frames")
+        assert set(statuses()[-1]["camera_qos"].values()) == {None}  # its next own look is a minute away
+        assert call_service(probe.node.create_client(Trigger, "/recorder/start"), Trigger.Request()).success
+        written = probe.wait_for(lambda: [s["messages"] for s in statuses()
+                                          if s["recording"] and all(s["messages"].get(t, 0) >= 10 for t in CAMERAS)],
+                                 15, "frames of every camera written")[-1]
+        assert set(written) == set(CAMERAS)
+        assert statuses()[-1]["camera_qos"] == {t: "best_effort" for t in CAMERAS}
+        assert call_service(probe.node.create_client(SetBool, "/recorder/stop"), SetBool.Request(data=True),
+                            timeout=30).success
+    finally:
+        probe.close()
+        for proc in procs.values():
+            stop_process(proc)
+
+
 def test_fake_cameras_publish_optical_frames_and_camera_info(tmp_path):
     from sensor_msgs.msg import CameraInfo, Image
 
