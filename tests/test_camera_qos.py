@@ -76,6 +76,19 @@ def test_model_node_matches_a_best_effort_camera_that_starts_after_it(checkpoint
             stop_process(proc)
 
 
+def record_every_camera(probe, timeout: float) -> dict:
+    """/recorder/start, wait until the recorder's status counts >= 10 written frames of every camera, /recorder/stop;
+    returns that status."""
+    assert call_service(probe.node.create_client(Trigger, "/recorder/start"), Trigger.Request()).success
+    status = probe.wait_for(lambda: [s for s in (json.loads(m.data) for _, _, m in probe.get("/recorder/status"))
+                                     if s["recording"] and all(s["messages"].get(t, 0) >= 10 for t in CAMERAS)],
+                            timeout, "frames of every camera written")[-1]
+    assert set(status["messages"]) == set(CAMERAS)
+    assert call_service(probe.node.create_client(SetBool, "/recorder/stop"), SetBool.Request(data=True),
+                        timeout=30).success
+    return status
+
+
 def test_recorder_records_best_effort_cameras(tmp_path):
     out = tmp_path / "bags"
     procs = {"cameras": best_effort_cameras(tmp_path / "cameras.log"),
@@ -88,14 +101,7 @@ def test_recorder_records_best_effort_cameras(tmp_path):
                                          if all(json.loads(m.data)["camera_qos"].get(t) for t in CAMERAS)], 60,
                                 "the recorder subscribing the cameras")[-1]
         assert status["camera_qos"] == {t: "best_effort" for t in CAMERAS}
-        assert call_service(probe.node.create_client(Trigger, "/recorder/start"), Trigger.Request()).success
-        written = probe.wait_for(lambda: [s["messages"] for s in (json.loads(m.data) for _, _, m in
-                                                                  probe.get("/recorder/status"))
-                                          if s["recording"] and all(s["messages"].get(t, 0) >= 10 for t in CAMERAS)],
-                                 30, "frames of every camera written")[-1]
-        assert set(written) == set(CAMERAS)
-        assert call_service(probe.node.create_client(SetBool, "/recorder/stop"), SetBool.Request(data=True),
-                            timeout=30).success
+        record_every_camera(probe, 30)
     finally:
         probe.close()
         for proc in procs.values():
@@ -123,14 +129,8 @@ def test_recorder_start_subscribes_cameras_that_appeared_since_its_last_look(tmp
         procs["cameras"] = best_effort_cameras(tmp_path / "cameras.log")
         probe.wait_for(lambda: len(probe.get(CAMERAS[0])) >= 3, 30, "camera frames")
         assert set(statuses()[-1]["camera_qos"].values()) == {None}  # its next own look is a minute away
-        assert call_service(probe.node.create_client(Trigger, "/recorder/start"), Trigger.Request()).success
-        written = probe.wait_for(lambda: [s["messages"] for s in statuses()
-                                          if s["recording"] and all(s["messages"].get(t, 0) >= 10 for t in CAMERAS)],
-                                 15, "frames of every camera written")[-1]
-        assert set(written) == set(CAMERAS)
-        assert statuses()[-1]["camera_qos"] == {t: "best_effort" for t in CAMERAS}
-        assert call_service(probe.node.create_client(SetBool, "/recorder/stop"), SetBool.Request(data=True),
-                            timeout=30).success
+        last = record_every_camera(probe, 15)
+        assert last["camera_qos"] == {t: "best_effort" for t in CAMERAS}
     finally:
         probe.close()
         for proc in procs.values():

@@ -27,7 +27,7 @@ from amplify_core.episodes import EpisodeStream, read_episode
 from amplify_core.samples import MovingSquare
 from amplify_core.tracking import LucasKanadeTracker
 from training.cli_common import add_cpu, pin_cpu
-from training.import_videos import parse_size
+from training.importing import parse_size
 from training.video_frames import probe_video, resampled_frames
 
 

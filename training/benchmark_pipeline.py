@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -212,7 +213,7 @@ class Recorder:
 def run_size(width: int, height: int, models: dict, args, log_dir: Path, backend: str,
              allocator: str = "tuned", load: int = 0) -> dict:
     use_ros_env_here()
-    env = ros_env({"AMPLIFY_MALLOC_DEFAULTS": "1" if allocator == "glibc" else "0"})
+    env = allocator_env(allocator)
     qos = {"camera_reliability": f"[{args.reliability}]", "camera_depth": f"[{args.depth}]"}
     model = {"onnx_dir": str(models["onnx"])} if backend == "onnx" else {}
     config = ROOT / "config"
@@ -289,11 +290,23 @@ def process_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
-def start_load(n: int) -> list:
-    """N processes that each keep one core busy until killed."""
+def allocator_env(allocator: str) -> dict:
+    """The nodes' environment for --allocator: tuned (their own mallopt setting) or glibc (its defaults)."""
+    return ros_env({"AMPLIFY_MALLOC_DEFAULTS": "1" if allocator == "glibc" else "0"})
+
+
+@contextlib.contextmanager
+def background_load(n: int):
+    """N processes that each keep one core busy for the duration of the block."""
     import subprocess
 
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(0, n))]
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(0, n))]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
 
 
 def cpu_column(r: dict) -> str:
@@ -323,11 +336,10 @@ def recorder_cpu(sizes: list[tuple[int, int]], args) -> int:
     print(f"{'camera':>9} {'malloc':>6} {'load':>4} {'recorder CPU %':>14} {'cameras CPU %':>13}")
     with tempfile.TemporaryDirectory(prefix="amplify_recorder_bench_") as tmp:
         for n_load in args.load:
-            load = start_load(n_load)
-            try:
+            with background_load(n_load):
                 for w, h in sizes:
                     for allocator in args.allocator:
-                        env = ros_env({"AMPLIFY_MALLOC_DEFAULTS": "1" if allocator == "glibc" else "0"})
+                        env = allocator_env(allocator)
                         procs = [start_process(node_argv("amplify_ros.fake_cameras_node", config / "fake_cameras.yaml",
                                                          width=w, height=h), Path(tmp) / f"cameras_{w}x{h}.log", env),
                                  start_process(node_argv("amplify_ros.recorder_node", config / "recorder.yaml",
@@ -347,10 +359,6 @@ def recorder_cpu(sizes: list[tuple[int, int]], args) -> int:
                         cam, rec = (100 * (b - a) / (t1 - t0) for a, b in zip(c0, c1))  # procs: cameras, recorder
                         size = f"{w}x{h}"
                         print(f"{size:>9} {allocator:>6} {n_load:>4} {rec:>14.1f} {cam:>13.1f}", flush=True)
-            finally:
-                for p in load:
-                    p.kill()
-                    p.wait()
     return 0
 
 
@@ -377,8 +385,7 @@ def main(argv=None) -> int:
             models["onnx"] = export_policy(models["inverse"], models["forward"], tmp / "onnx")
         results = []
         for n_load in args.load:
-            load = start_load(n_load)
-            try:
+            with background_load(n_load):
                 for w, h in sizes:
                     for backend in args.backend:
                         for allocator in args.allocator:
@@ -387,10 +394,6 @@ def main(argv=None) -> int:
                             except RuntimeError as exc:
                                 print(f"{w}x{h} {backend} {allocator} load {n_load}: FAILED: {exc}", file=sys.stderr)
                                 return 1
-            finally:
-                for p in load:
-                    p.kill()
-                    p.wait()
     header = (f"{'camera':>9} {'backend':>7} {'malloc':>6} {'load':>4} {'QoS':>14} {'camera Hz':>9} "
               f"{'triples Hz':>10} {'control Hz':>10} {'latency median':>14} {'p99':>8} {'fwd step':>9} "
               f"{'inv step':>9} {'unmatched':>9} {'CPU % cam/fwd/inv[/rec]':>23} {'target':>6}")

@@ -38,9 +38,9 @@ import cv2
 import numpy as np
 
 from amplify_core.episodes import EpisodeStream
-from training.import_videos import parse_size
+from amplify_core.preprocessing import shard_of
 from training.importing import (ImportReport, SourceError, add_common, episode_name, finish, progress_bar,
-                                run_import, shard_args, shard_items)
+                                parse_size, run_import, shard_args)
 from training.video_frames import FITS, fit_frame
 
 log = logging.getLogger("amplify-import-bridge")
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: {args.root}: no trajectory folders (none holds images0/)", file=sys.stderr)
         return 2
     items = []
-    for traj in shard_items(trajectories, shard, num_shards):
+    for traj in shard_of(trajectories, shard, num_shards):
         task = read_language(traj)
         if not task and not args.keep_unlabeled:
             report.skipped[str(traj)] = "no instruction (lang.txt missing or empty); --keep-unlabeled imports it " \

@@ -40,10 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amplify_core.episodes import EMBODIMENTS, EpisodeStream
+from amplify_core.preprocessing import shard_of
 from training.cli_common import positive_int
-from training.import_videos import parse_size
 from training.importing import (ImportReport, SourceError, add_common, episode_name, finish, progress_bar,
-                                run_import, shard_args, shard_items)
+                                parse_size, run_import, shard_args)
 from training.lerobot_dataset import (ACTION_KEY, STATE_KEY, Info, LeRobotError, episode_table, episode_video_frames,
                                       feature_names, image_frames, read_episodes, read_info, read_tasks,
                                       scalar_column, vector_column)
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     h, w = ds.size
     settings = {"size": f"{w}x{h}", "fit": args.fit, "embodiment": args.embodiment, "views": ds.views}
     report = ImportReport(PROG, settings)
-    items = shard_items(ds.episodes, shard, num_shards)
+    items = shard_of(ds.episodes, shard, num_shards)
     run_import(items, args.out, report, name_of=lambda ep: episode_name(f"{ds.name}_ep{int(ep['episode_index']):06d}"),
                source_of=lambda ep: f"{ds.info.root} episode {int(ep['episode_index'])}",
                write=lambda ep, path, attrs: write_lerobot_episode(ep, path, attrs, ds, args),

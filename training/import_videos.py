@@ -37,10 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amplify_core.episodes import EMBODIMENTS, EpisodeStream, list_episodes, read_episode
+from amplify_core.preprocessing import shard_of
 from amplify_core.tracks import TARGET_FPS
 from training.cli_common import positive_int
 from training.importing import (ImportReport, SourceError, add_common, episode_name, finish, progress_bar,
-                                run_import, shard_args, shard_items)
+                                parse_size, run_import, shard_args)
 from training.video_frames import FITS, VIDEO_SUFFIXES, VideoError, probe_video, resampled_frames
 
 log = logging.getLogger("amplify-import-videos")
@@ -64,20 +65,6 @@ class Label:
     task: str
     embodiment: str | None
     where: str  # "labels.csv line 4"
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'128' -> (128, 128); '160x120' -> (height 120, width 160)."""
-    try:
-        if "x" in text:
-            w, h = (int(v) for v in text.lower().split("x"))
-        else:
-            w = h = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not N or WIDTHxHEIGHT") from None
-    if not (8 <= w <= 4096 and 8 <= h <= 4096) or w % 2 or h % 2:
-        raise argparse.ArgumentTypeError(f"{text}: sides must be even numbers of pixels in [8, 4096]")
-    return h, w
 
 
 def positive_fps(text: str) -> float:
@@ -289,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     moments = find_moments(args.videos, labels, args.views, args.view_name, args.view_separator, pairing)
     if shard == 0:  # files and labels that could not be paired are reported once, by the first shard
         report.skipped.update(pairing.skipped)
-    items = shard_items(moments, shard, num_shards)
+    items = shard_of(moments, shard, num_shards)
     run_import(items, args.out, report, name_of=lambda m: episode_name(m.key),
                source_of=lambda m: ", ".join(str(f) for f in m.files.values()),
                write=lambda m, path, attrs: write_moment(m, path, attrs, args, size), overwrite=args.overwrite,

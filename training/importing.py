@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,6 @@ import h5py
 
 from amplify_core.atomic_files import atomic_output
 from amplify_core.episodes import EPISODE_SUFFIX, EpisodeError
-from amplify_core.preprocessing import shard_of
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +127,20 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """'128' -> (128, 128); '160x120' -> (height 120, width 160)."""
+    try:
+        if "x" in text:
+            w, h = (int(v) for v in text.lower().split("x"))
+        else:
+            w = h = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N or WIDTHxHEIGHT") from None
+    if not (8 <= w <= 4096 and 8 <= h <= 4096) or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"{text}: sides must be even numbers of pixels in [8, 4096]")
+    return h, w
+
+
 def shard_args(args) -> tuple[int, int]:
     shard = args.shard if args.shard is not None else int(os.environ.get("RANK", 0))
     num = args.num_shards if args.num_shards is not None else int(os.environ.get("WORLD_SIZE", 1))
@@ -143,10 +155,6 @@ def finish(report: ImportReport, args, command: str, shard: int) -> int:
     print(report.summary())
     print(f"report: {path}")
     return 1 if report.skipped else 0
-
-
-def shard_items(items: list, shard: int, num_shards: int) -> list:
-    return shard_of(items, shard, num_shards)
 
 
 def progress_bar(quiet: bool, desc: str):

@@ -42,6 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from training.video_frames import VideoError, open_video
+
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000  # files per chunk folder
 DATA_FILES_SIZE_MB = 100
@@ -415,19 +417,13 @@ def episode_video_frames(path: Path, from_timestamp: float, fps: float, num_fram
     import av
 
     path = Path(path)
-    if not path.is_file():
-        raise LeRobotError(f"{path}: no such file")
     tolerance = TIMESTAMP_TOLERANCE_FRAMES / fps
     try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise LeRobotError(f"{path}: not a readable video ({exc})") from None
+        container = open_video(path, threads)
+    except VideoError as exc:
+        raise LeRobotError(str(exc)) from None
     try:
-        if not container.streams.video:
-            raise LeRobotError(f"{path}: no video stream")
         stream = container.streams.video[0]
-        stream.thread_count = max(1, int(threads))
-        stream.thread_type = "AUTO" if threads > 1 else "SLICE"
         base = stream.time_base
         if from_timestamp > 0:  # to the key frame at or before the episode's first frame
             container.seek(max(0, int(math.floor((from_timestamp - tolerance) / base))), stream=stream,

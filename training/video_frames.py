@@ -59,9 +59,12 @@ class VideoInfo:
         return int(math.floor(self.duration_s * fps + 1e-6)) + 1
 
 
-def _open(path: Path):
+def open_video(path: str | os.PathLike, threads: int = 1):
+    """A PyAV container of ``path`` whose first video stream decodes with ``threads`` threads (1: one core per
+    import shard); VideoError naming the file when it is missing, empty, unreadable or has no video stream."""
     import av
 
+    path = Path(path)
     if not path.is_file():
         raise VideoError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -73,6 +76,9 @@ def _open(path: Path):
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+    stream.thread_count = max(1, int(threads))
+    stream.thread_type = "AUTO" if threads > 1 else "SLICE"
     return container
 
 
@@ -81,7 +87,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     import av
 
     path = Path(path)
-    container = _open(path)
+    container = open_video(path)
     try:
         stream = container.streams.video[0]
         base = float(stream.time_base)
@@ -147,11 +153,9 @@ def resampled_frames(path: str | os.PathLike, fps: float, height: int, width: in
     path = Path(path)
     if not fps > 0 or not math.isfinite(fps):
         raise ValueError(f"fps must be a positive number, got {fps}")
-    container = _open(path)
+    container = open_video(path, threads)
     try:
         stream = container.streams.video[0]
-        stream.thread_count = max(1, int(threads))
-        stream.thread_type = "AUTO" if threads > 1 else "SLICE"
         start = None
         held = None  # the latest decoded frame at or before the next output time (converted only when used)
         fitted = None  # held, converted and fitted (a frame shown at several output times is converted once)
